@@ -1,0 +1,7 @@
+"""``wearwatch bench``."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="bench", no_args_is_help=True)

@@ -1,0 +1,45 @@
+"""``wearwatch config``: the effective configuration and where each value came from."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from wearwatch.cli.errors import fail
+from wearwatch.config import Settings, value_sources
+
+app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
+
+
+@app.command("show")
+def show(as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
+    """Print every setting, its value and its origin (env, file or default)."""
+    try:
+        settings = Settings()
+    except (ValidationError, FileNotFoundError) as exc:
+        fail(_first_error(exc))
+    rows = value_sources(settings)
+    if as_json:
+        typer.echo(
+            json.dumps({k: {"value": str(v) if v is not None else None, "source": o}
+                        for k, (v, o) in rows.items()})
+        )
+        return
+    table = Table(title="wearwatch configuration")
+    for col in ("setting", "value", "source"):
+        table.add_column(col)
+    for name, (value, origin) in rows.items():
+        table.add_row(f"WEARWATCH_{name.upper()}", str(value), origin)
+    Console().print(table)
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        return f"config {field}={err.get('input')!r}: {err['msg']}"
+    return str(exc)

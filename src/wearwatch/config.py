@@ -1,0 +1,120 @@
+"""All of wearwatch's configuration, in one place.
+
+Precedence (highest first): explicit arguments, ``WEARWATCH_*`` environment variables, the TOML
+file (``WEARWATCH_CONFIG`` or ``./wearwatch.toml``), then the defaults below. ``wearwatch config
+show`` prints the effective values together with the layer each one came from.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "WEARWATCH_"
+DEFAULT_TOML = Path("wearwatch.toml")
+
+
+def config_file() -> Path | None:
+    """The TOML file in force, if any: ``WEARWATCH_CONFIG`` wins over ``./wearwatch.toml``."""
+    explicit = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise FileNotFoundError(f"WEARWATCH_CONFIG={explicit!r}: no such file")
+        return path
+    return DEFAULT_TOML if DEFAULT_TOML.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Effective configuration. Every field is settable as ``WEARWATCH_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    data_dir: Path = Field(Path("var"), description="where embedded log, stores and models live")
+    bus: str = Field(
+        "",
+        description="log URL: sqlite:///path/to.db (default: <data_dir>/log.db) or kafka://host:port",
+    )
+    partitions: int = Field(4, ge=1, le=1024, description="partitions per new topic")
+    retention_s: float = Field(7 * 24 * 3600.0, gt=0, description="log retention, seconds")
+    max_event_bytes: int = Field(65536, ge=256, description="larger events are dead-lettered")
+    watermark_delay_s: float = Field(5.0, ge=0, description="bounded out-of-orderness")
+    checkpoint_interval_s: float = Field(1.0, gt=0, description="max seconds between checkpoints")
+    poll_max_records: int = Field(500, ge=1, description="records per poll")
+    api_host: str = Field("127.0.0.1", description="API/UI bind address")
+    api_port: int = Field(8080, ge=1, le=65535)
+    api_token: str = Field("", description="token for state-changing endpoints (empty: generated)")
+    cmapss_dir: Path | None = Field(None, description="NASA C-MAPSS data directory")
+    seed: int = Field(7, description="default seed for twins and trainers")
+
+    @field_validator("bus")
+    @classmethod
+    def _check_bus(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite://", "kafka://")):
+            raise ValueError(
+                f"bus={value!r}: expected sqlite:///path/to.db or kafka://host:port"
+            )
+        return value
+
+    @property
+    def bus_url(self) -> str:
+        return self.bus or f"sqlite:///{self.data_dir / 'log.db'}"
+
+    @property
+    def analytics_path(self) -> Path:
+        return self.data_dir / "analytics.duckdb"
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = config_file()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+
+def value_sources(settings: Settings) -> dict[str, tuple[Any, str]]:
+    """Each field's effective value and the layer it came from (env, file, default)."""
+    toml = config_file()
+    toml_values: dict[str, Any] = {}
+    if toml is not None:
+        import tomllib
+
+        toml_values = tomllib.loads(toml.read_text())
+    out: dict[str, tuple[Any, str]] = {}
+    for name in Settings.model_fields:
+        env_name = f"{ENV_PREFIX}{name.upper()}"
+        if env_name in os.environ:
+            origin = f"env {env_name}"
+        elif name in toml_values:
+            origin = f"file {toml}"
+        else:
+            origin = "default"
+        out[name] = (getattr(settings, name), origin)
+    return out
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,3 @@
+from wearwatch.cli import main
+
+main()

@@ -1,0 +1,353 @@
+"""The embedded log: one SQLite file in WAL mode, shared by several processes on one machine.
+
+Records live in one table whose integer primary key packs (topic-partition id, offset), so an
+append is a single B-tree insert and a poll is a range scan, with no secondary index. Writers
+take SQLite's write lock (``BEGIN IMMEDIATE``); readers never block writers (WAL).
+
+Exactly-once on this backend comes from :meth:`SqliteLog.transaction`: a worker appends its
+outputs, saves its state and commits its input positions in one SQLite transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from wearwatch.bus.base import (
+    AssignCallback,
+    OutRecord,
+    Record,
+    TopicPartition,
+    partition_for,
+)
+
+OFFSET_BITS = 40
+OFFSET_SPAN = 1 << OFFSET_BITS
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS topics (
+    name TEXT PRIMARY KEY, partitions INTEGER NOT NULL, retention_s REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS heads (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, tp_id INTEGER NOT NULL UNIQUE,
+    next_offset INTEGER NOT NULL, low_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    pos INTEGER PRIMARY KEY, key BLOB, value BLOB NOT NULL, ts_ms INTEGER NOT NULL,
+    rid TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS group_offsets (
+    grp TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL, PRIMARY KEY (grp, topic, partition)) WITHOUT ROWID;
+"""
+
+
+class SqliteLog:
+    """A durable embedded log. ``SqliteLog("var/log.db")`` or ``open_log("sqlite:///...")``."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        default_partitions: int = 4,
+        retention_s: float = 7 * 24 * 3600.0,
+        synchronous: str = "NORMAL",
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.url = f"sqlite:///{self.path}"
+        self.default_partitions = default_partitions
+        self.retention_s = retention_s
+        self.conn = sqlite3.connect(
+            self.path, isolation_level=None, timeout=60.0, check_same_thread=False
+        )
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute(f"PRAGMA synchronous={synchronous}")
+        self.conn.execute("PRAGMA busy_timeout=60000")
+        self._tx_depth = 0
+        self._lock = threading.RLock()
+        self._partitions: dict[str, int] = {}
+        self._tp_ids: dict[TopicPartition, int] = {}
+        with self.transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.conn.execute(statement)
+
+    # -- transactions ------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; nested uses join the outermost one."""
+        if self._tx_depth:
+            self._tx_depth += 1
+            try:
+                yield self.conn
+            finally:
+                self._tx_depth -= 1
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._tx_depth = 1
+        try:
+            yield self.conn
+        except BaseException:
+            self._tx_depth = 0
+            self.conn.execute("ROLLBACK")
+            raise
+        self._tx_depth = 0
+        self.conn.execute("COMMIT")
+
+    # -- topics ------------------------------------------------------------------------------
+
+    def create_topic(self, name: str, partitions: int | None = None) -> None:
+        if not name or len(name) > 200:
+            raise ValueError(f"topic name {name!r}: must be 1-200 characters")
+        count = partitions or self.default_partitions
+        if count < 1:
+            raise ValueError(f"partitions={count}: must be at least 1")
+        with self.transaction() as conn:
+            row = conn.execute("SELECT partitions FROM topics WHERE name=?", (name,)).fetchone()
+            if row is not None:
+                return
+            conn.execute(
+                "INSERT INTO topics(name, partitions, retention_s) VALUES (?,?,?)",
+                (name, count, self.retention_s),
+            )
+            (base,) = conn.execute("SELECT COALESCE(MAX(tp_id), -1) + 1 FROM heads").fetchone()
+            conn.executemany(
+                "INSERT INTO heads(topic, partition, tp_id, next_offset, low_offset)"
+                " VALUES (?,?,?,0,0)",
+                [(name, p, base + p) for p in range(count)],
+            )
+
+    def partitions(self, topic: str) -> int:
+        count = self._partitions.get(topic)
+        if count is None:
+            row = self.conn.execute(
+                "SELECT partitions FROM topics WHERE name=?", (topic,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(f"topic {topic!r} does not exist")
+            count = self._partitions[topic] = int(row[0])
+        return count
+
+    def topics(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT name, partitions FROM topics").fetchall())
+
+    def _tp_id(self, tp: TopicPartition) -> int:
+        tp_id = self._tp_ids.get(tp)
+        if tp_id is None:
+            row = self.conn.execute(
+                "SELECT tp_id FROM heads WHERE topic=? AND partition=?", tp
+            ).fetchone()
+            if row is None:
+                raise KeyError(f"topic {tp[0]!r} has no partition {tp[1]}")
+            tp_id = self._tp_ids[tp] = int(row[0])
+        return tp_id
+
+    # -- produce -----------------------------------------------------------------------------
+
+    def produce(self, records: Iterable[OutRecord]) -> None:
+        grouped: dict[TopicPartition, list[OutRecord]] = defaultdict(list)
+        for rec in records:
+            partition = rec.partition
+            if partition is None:
+                partition = partition_for(rec.key, self.partitions(rec.topic))
+            grouped[(rec.topic, partition)].append(rec)
+        if not grouped:
+            return
+        now_ms = int(time.time() * 1000)
+        with self._lock, self.transaction() as conn:
+            for tp, recs in grouped.items():
+                tp_id = self._tp_id(tp)
+                (start,) = conn.execute(
+                    "SELECT next_offset FROM heads WHERE topic=? AND partition=?", tp
+                ).fetchone()
+                base = tp_id * OFFSET_SPAN + start
+                conn.executemany(
+                    "INSERT INTO records(pos, key, value, ts_ms, rid) VALUES (?,?,?,?,?)",
+                    [(base + i, r.key, r.value, now_ms, r.rid) for i, r in enumerate(recs)],
+                )
+                conn.execute(
+                    "UPDATE heads SET next_offset=? WHERE topic=? AND partition=?",
+                    (start + len(recs), *tp),
+                )
+
+    def flush(self) -> None:
+        """Appends are durable when :meth:`produce` returns (per ``synchronous``)."""
+
+    # -- read --------------------------------------------------------------------------------
+
+    def read(self, topic: str, partition: int, start: int, max_records: int) -> list[Record]:
+        tp_id = self._tp_id((topic, partition))
+        base = tp_id * OFFSET_SPAN
+        rows = self.conn.execute(
+            "SELECT pos, key, value, ts_ms, rid FROM records WHERE pos >= ? AND pos < ?"
+            " ORDER BY pos LIMIT ?",
+            (base + max(start, 0), base + OFFSET_SPAN, max_records),
+        ).fetchall()
+        return [
+            Record(topic, partition, pos - base, key, value, ts_ms, rid)
+            for pos, key, value, ts_ms, rid in rows
+        ]
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        rows = self.conn.execute(
+            "SELECT partition, next_offset FROM heads WHERE topic=?", (topic,)
+        ).fetchall()
+        if not rows:
+            raise KeyError(f"topic {topic!r} does not exist")
+        return dict(rows)
+
+    def low_offsets(self, topic: str) -> dict[int, int]:
+        return dict(
+            self.conn.execute(
+                "SELECT partition, low_offset FROM heads WHERE topic=?", (topic,)
+            ).fetchall()
+        )
+
+    # -- groups ------------------------------------------------------------------------------
+
+    def consumer(
+        self,
+        group: str,
+        topics: Sequence[str],
+        *,
+        on_assign: AssignCallback | None = None,
+        on_revoke: AssignCallback | None = None,
+        member: int = 0,
+        members: int = 1,
+    ) -> SqliteConsumer:
+        return SqliteConsumer(self, group, topics, on_assign, on_revoke, member, members)
+
+    def committed(self, group: str, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        out: dict[TopicPartition, int] = {}
+        for topic, partition in tps:
+            row = self.conn.execute(
+                "SELECT next_offset FROM group_offsets WHERE grp=? AND topic=? AND partition=?",
+                (group, topic, partition),
+            ).fetchone()
+            out[(topic, partition)] = int(row[0]) if row else 0
+        return out
+
+    def commit_offsets(self, group: str, positions: dict[TopicPartition, int]) -> None:
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO group_offsets(grp, topic, partition, next_offset) VALUES (?,?,?,?)"
+                " ON CONFLICT(grp, topic, partition) DO UPDATE SET next_offset=excluded.next_offset",
+                [(group, t, p, off) for (t, p), off in positions.items()],
+            )
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def apply_retention(self, now_s: float | None = None) -> int:
+        now_ms = int((time.time() if now_s is None else now_s) * 1000)
+        deleted = 0
+        with self.transaction() as conn:
+            heads = conn.execute(
+                "SELECT h.topic, h.partition, h.tp_id, h.next_offset, t.retention_s"
+                " FROM heads h JOIN topics t ON t.name = h.topic"
+            ).fetchall()
+            for topic, partition, tp_id, next_offset, retention_s in heads:
+                base = tp_id * OFFSET_SPAN
+                cutoff_ms = now_ms - int(retention_s * 1000)
+                row = conn.execute(
+                    "SELECT MAX(pos) FROM records WHERE pos >= ? AND pos < ? AND ts_ms < ?",
+                    (base, base + next_offset, cutoff_ms),
+                ).fetchone()
+                if row[0] is None:
+                    continue
+                # Records are appended in time order per partition: delete a prefix.
+                cur = conn.execute(
+                    "DELETE FROM records WHERE pos >= ? AND pos <= ?", (base, row[0])
+                )
+                deleted += cur.rowcount
+                conn.execute(
+                    "UPDATE heads SET low_offset=? WHERE topic=? AND partition=?",
+                    (row[0] - base + 1, topic, partition),
+                )
+        return deleted
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class SqliteConsumer:
+    """A group member. Partitions are split statically: member ``i`` of ``n`` reads the
+    partitions ``p`` with ``p % n == i`` (the embedded log has no broker to rebalance)."""
+
+    def __init__(
+        self,
+        log: SqliteLog,
+        group: str,
+        topics: Sequence[str],
+        on_assign: AssignCallback | None,
+        on_revoke: AssignCallback | None,
+        member: int,
+        members: int,
+    ) -> None:
+        if not 0 <= member < members:
+            raise ValueError(f"member={member}: must be in [0, members={members})")
+        self.log = log
+        self.group = group
+        self._on_revoke = on_revoke
+        self._assigned: list[TopicPartition] = [
+            (topic, p)
+            for topic in topics
+            for p in range(log.partitions(topic))
+            if p % members == member
+        ]
+        self._positions = log.committed(group, self._assigned)
+        self._next = 0
+        self._on_assign = on_assign
+
+    def assignment(self) -> list[TopicPartition]:
+        return list(self._assigned)
+
+    def position(self, tp: TopicPartition) -> int:
+        return self._positions[tp]
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        if tp not in self._positions:
+            raise KeyError(f"{tp} is not assigned to this consumer")
+        self._positions[tp] = offset
+
+    def poll(self, max_records: int = 500, timeout_s: float = 0.2) -> list[Record]:
+        if self._on_assign is not None:
+            # Like Kafka, the assignment is announced from inside poll(); seeks made by the
+            # callback set the start positions.
+            callback, self._on_assign = self._on_assign, None
+            callback(list(self._assigned))
+        deadline = time.monotonic() + timeout_s
+        while True:
+            out = self._poll_once(max_records)
+            if out or time.monotonic() >= deadline:
+                return out
+            time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+
+    def _poll_once(self, max_records: int) -> list[Record]:
+        out: list[Record] = []
+        count = len(self._assigned)
+        for step in range(count):
+            tp = self._assigned[(self._next + step) % count]
+            chunk = self.log.read(tp[0], tp[1], self._positions[tp], max_records - len(out))
+            if chunk:
+                out.extend(chunk)
+                self._positions[tp] = chunk[-1].offset + 1
+            if len(out) >= max_records:
+                self._next = (self._next + step + 1) % count
+                break
+        return out
+
+    def commit(self, positions: dict[TopicPartition, int] | None = None) -> None:
+        self.log.commit_offsets(self.group, positions or dict(self._positions))
+
+    def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return self.log.committed(self.group, tps)
+
+    def close(self) -> None:
+        if self._on_revoke is not None:
+            self._on_revoke(list(self._assigned))
+        self._assigned = []

@@ -1,0 +1,211 @@
+"""The worker: poll a batch, run the operator per event, checkpoint, repeat.
+
+One worker owns some partitions of the operator's input topic (all of them on the embedded
+log unless split with ``member``/``members``; whatever Kafka's group assigns on Kafka). On
+assignment it restores each partition's state from its checkpoint and seeks to the position
+that state reflects; on revocation it checkpoints first. SIGINT/SIGTERM stop it after a final
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from wearwatch.bus.base import Consumer, Log, Record, TopicPartition
+from wearwatch.events import decode_batch
+from wearwatch.runtime.checkpoint import CheckpointStore, checkpoint_store_for
+from wearwatch.runtime.operator import DEAD_LETTER_TOPIC, Context, Emitted, KeyedOperator, PartitionState
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    watermark_delay_s: float = 5.0
+    checkpoint_interval_s: float = 1.0
+    max_buffered_outputs: int = 20_000
+    poll_max_records: int = 500
+    poll_timeout_s: float = 0.2
+    max_event_bytes: int = 65536
+    exit_when_idle: bool = False
+    member: int = 0
+    members: int = 1
+
+    @classmethod
+    def from_settings(cls, **overrides: object) -> WorkerOptions:
+        from wearwatch.config import get_settings
+
+        s = get_settings()
+        values: dict[str, object] = {
+            "watermark_delay_s": s.watermark_delay_s,
+            "checkpoint_interval_s": s.checkpoint_interval_s,
+            "poll_max_records": s.poll_max_records,
+            "max_event_bytes": s.max_event_bytes,
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+class Worker:
+    """Runs one :class:`KeyedOperator` against a log with exactly-once results."""
+
+    def __init__(
+        self,
+        log: Log,
+        operator: KeyedOperator,
+        group: str,
+        options: WorkerOptions | None = None,
+        on_progress: Callable[[Worker], None] | None = None,
+    ) -> None:
+        self.log = log
+        self.operator = operator
+        self.group = group
+        self.options = options or WorkerOptions()
+        self.on_progress = on_progress
+        self.topic = operator.input_topic
+        self.states: dict[int, PartitionState] = {}
+        self.contexts: dict[int, Context] = {}
+        self.outputs: list[Emitted] = []
+        self.dirty: set[int] = set()
+        self.checkpoints = 0
+        self._stop = False
+        self._store: CheckpointStore | None = None
+        self._consumer: Consumer | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def stop(self, *_: object) -> None:
+        self._stop = True
+
+    def prepare_topics(self) -> None:
+        self.log.create_topic(self.topic)
+        self.log.create_topic(DEAD_LETTER_TOPIC)
+        for topic in self.operator.outputs:
+            self.log.create_topic(topic)
+
+    def run(self, install_signals: bool = True) -> Counter[str]:
+        """Process until stopped (or, with ``exit_when_idle``, until caught up)."""
+        self.prepare_topics()
+        self._store = checkpoint_store_for(self.log, self.group)
+        if install_signals:
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+        kwargs = {}
+        if self.log.url.startswith("sqlite:"):
+            kwargs = {"member": self.options.member, "members": self.options.members}
+        self._consumer = self.log.consumer(
+            self.group, [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            **kwargs,
+        )
+        opts = self.options
+        last_checkpoint = time.monotonic()
+        try:
+            while not self._stop:
+                records = self._consumer.poll(opts.poll_max_records, opts.poll_timeout_s)
+                for record in records:
+                    self._process_record(record)
+                now = time.monotonic()
+                if (
+                    now - last_checkpoint >= opts.checkpoint_interval_s
+                    or len(self.outputs) >= opts.max_buffered_outputs
+                ):
+                    self.checkpoint()
+                    last_checkpoint = now
+                    if self.on_progress is not None:
+                        self.on_progress(self)
+                if opts.exit_when_idle and not records and self._caught_up():
+                    break
+            self.checkpoint()
+            totals = self.counters()
+        finally:
+            self._consumer.close()
+        return totals
+
+    def counters(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for state in self.states.values():
+            total.update(state.counters)
+        return total
+
+    # -- processing --------------------------------------------------------------------------
+
+    def _process_record(self, record: Record) -> None:
+        partition = record.partition
+        state = self.states[partition]
+        ctx = self.contexts[partition]
+        op = self.operator
+        ctx.begin_record(f"{self.group}/{record.topic}/{partition}/{record.offset}")
+        events, bad = decode_batch(record.value, op.input_type, self.options.max_event_bytes)
+        counters = state.counters
+        counters["in"] += len(events) + len(bad)
+        for raw, error in bad:
+            ctx.dead_letter(
+                record.topic, record.offset, raw, str(error), error.field,
+                record.timestamp_ms / 1000.0,
+            )
+        delay = self.options.watermark_delay_s
+        timers = state.timers
+        process = op.process
+        key_of = op.key
+        for event in events:
+            ts = event.ts.timestamp()
+            if ts < state.watermark:
+                counters["late"] += 1
+                op.on_late(event, record.offset, ts, ctx)
+                continue
+            candidate = ts - delay
+            if candidate > state.watermark:
+                state.watermark = candidate
+                due = timers.next_due()
+                if due is not None and due <= candidate:
+                    for when, key in timers.pop_due(candidate):
+                        op.on_timer(key, when, ctx)
+            process(event, key_of(event), ts, ctx)
+        state.position = record.offset + 1
+        self.dirty.add(partition)
+
+    def checkpoint(self) -> None:
+        """Outputs, state and positions of the partitions touched since the last one."""
+        if self._store is None or self._consumer is None:
+            return
+        if not self.dirty and not self.outputs:
+            return
+        states = {(self.topic, p): self.states[p] for p in sorted(self.dirty)}
+        self._store.commit(self.outputs, states, self._consumer)
+        self.outputs.clear()
+        self.dirty.clear()
+        self.checkpoints += 1
+
+    def _caught_up(self) -> bool:
+        assert self._consumer is not None
+        ends = self.log.end_offsets(self.topic)
+        return all(
+            self.states[p].position >= ends.get(p, 0)
+            for (_, p) in self._consumer.assignment()
+            if p in self.states
+        )
+
+    # -- partition ownership -----------------------------------------------------------------
+
+    def _on_assign(self, tps: list[TopicPartition]) -> None:
+        if self._store is None:
+            self._store = checkpoint_store_for(self.log, self.group)
+        partitions = [p for (topic, p) in tps if topic == self.topic]
+        restored = self._store.load(self.topic, partitions)
+        for partition in partitions:
+            state = restored.get(partition, PartitionState())
+            self.states[partition] = state
+            self.contexts[partition] = Context(partition, state, self.outputs)
+        # Both backends call this from inside poll(), where seeks set the start positions.
+        assert self._consumer is not None
+        for partition in partitions:
+            self._consumer.seek((self.topic, partition), self.states[partition].position)
+
+    def _on_revoke(self, tps: list[TopicPartition]) -> None:
+        self.checkpoint()
+        for topic, partition in tps:
+            if topic == self.topic:
+                self.states.pop(partition, None)
+                self.contexts.pop(partition, None)

@@ -159,9 +159,11 @@ class Worker:
             if candidate > state.watermark:
                 state.watermark = candidate
                 due = timers.next_due()
-                if due is not None and due <= candidate:
+                # A timer callback may set a new timer that is already due: loop until none is.
+                while due is not None and due <= candidate:
                     for when, key in timers.pop_due(candidate):
                         op.on_timer(key, when, ctx)
+                    due = timers.next_due()
             process(event, key_of(event), ts, ctx)
         state.position = record.offset + 1
         self.dirty.add(partition)

@@ -12,6 +12,8 @@ from rich.table import Table
 from wearwatch.cli.errors import fail
 from wearwatch.config import Settings, value_sources
 
+SECRETS = {"api_token"}
+
 app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 
 
@@ -22,11 +24,13 @@ def show(as_json: bool = typer.Option(False, "--json", help="print one JSON obje
         settings = Settings()
     except (ValidationError, FileNotFoundError) as exc:
         fail(_first_error(exc))
-    rows = value_sources(settings)
+    rows = {
+        name: ("***" if name in SECRETS and value else value, origin)
+        for name, (value, origin) in value_sources(settings).items()
+    }
     if as_json:
         typer.echo(
-            json.dumps({k: {"value": str(v) if v is not None else None, "source": o}
-                        for k, (v, o) in rows.items()})
+            json.dumps({k: {"value": v, "source": o} for k, (v, o) in rows.items()}, default=str)
         )
         return
     table = Table(title="wearwatch configuration")

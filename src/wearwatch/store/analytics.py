@@ -1,0 +1,131 @@
+"""The analytics store (DuckDB, embedded) and the idempotent sink that fills it.
+
+Every row written from the log carries the record's idempotency id (``rid``) as its primary
+key, so at-least-once delivery — a replay after a crash or a rebalance — still leaves exactly
+one row per output.
+
+Tables (created on first use):
+
+``events``
+    ``rid VARCHAR PRIMARY KEY, topic VARCHAR, type VARCHAR, key VARCHAR, ts TIMESTAMPTZ,
+    payload JSON`` — any event, as its JSON.
+``pass_outcomes``
+    one row per joined mill pass: ``rid, ts, slab_id, pass_no, line, actual_force_kn,
+    baseline_force_kn, served_force_kn, source, physics_ape, served_ape, model_ape (JSON:
+    learner → APE %), router_state``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import msgspec
+
+from wearwatch.bus.base import Log, Record
+
+_TABLES = {
+    "events": """CREATE TABLE IF NOT EXISTS events (
+        rid VARCHAR PRIMARY KEY, topic VARCHAR NOT NULL, type VARCHAR NOT NULL,
+        key VARCHAR, ts TIMESTAMPTZ, payload JSON NOT NULL)""",
+    "pass_outcomes": """CREATE TABLE IF NOT EXISTS pass_outcomes (
+        rid VARCHAR PRIMARY KEY, ts TIMESTAMPTZ NOT NULL, slab_id VARCHAR NOT NULL,
+        pass_no INTEGER NOT NULL, line VARCHAR NOT NULL, actual_force_kn DOUBLE,
+        baseline_force_kn DOUBLE, served_force_kn DOUBLE, source VARCHAR,
+        physics_ape DOUBLE, served_ape DOUBLE, model_ape JSON, router_state VARCHAR)""",
+}
+
+_PASS_OUTCOME_COLUMNS = (
+    "ts", "slab_id", "pass_no", "line", "actual_force_kn", "baseline_force_kn",
+    "served_force_kn", "source", "physics_ape", "served_ape", "model_ape", "router_state",
+)
+
+
+class AnalyticsStore:
+    """A DuckDB file; ``AnalyticsStore(":memory:")`` for tests."""
+
+    def __init__(self, path: str | Path) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.conn = duckdb.connect(str(path))
+        for ddl in _TABLES.values():
+            self.conn.execute(ddl)
+
+    def write_records(self, records: Sequence[Record]) -> int:
+        """Insert each record's event once per rid; returns how many rows were new."""
+        generic: list[tuple[Any, ...]] = []
+        outcomes: list[tuple[Any, ...]] = []
+        for record in records:
+            if not record.rid:
+                raise ValueError(
+                    f"record {record.topic}/{record.partition}@{record.offset}: no rid, "
+                    "so it cannot be written idempotently"
+                )
+            payload = msgspec.json.decode(record.value)
+            kind = payload.get("type", "") if isinstance(payload, dict) else ""
+            if kind == "pass_outcome":
+                outcomes.append(
+                    (record.rid, *(
+                        msgspec.json.encode(payload[c]).decode() if c == "model_ape"
+                        else payload.get(c) for c in _PASS_OUTCOME_COLUMNS
+                    ))
+                )
+            generic.append(
+                (record.rid, record.topic, kind, (record.key or b"").decode(errors="replace"),
+                 payload.get("ts") if isinstance(payload, dict) else None,
+                 record.value.decode())
+            )
+        before = self.count("events")
+        if generic:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)", generic
+            )
+        if outcomes:
+            marks = ", ".join("?" * (len(_PASS_OUTCOME_COLUMNS) + 1))
+            self.conn.executemany(
+                f"INSERT OR IGNORE INTO pass_outcomes VALUES ({marks})", outcomes
+            )
+        return self.count("events") - before
+
+    def count(self, table: str) -> int:
+        if table not in _TABLES:
+            raise ValueError(f"table {table!r}: unknown; choose one of {sorted(_TABLES)}")
+        return int(self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.conn.execute(sql, list(params)).fetchall()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def sink_topics(log: Log, store: AnalyticsStore, topics: Sequence[str], group: str,
+                max_records: int = 2000) -> int:
+    """Drain ``topics`` into the store (at-least-once; the rid key makes it exactly-once).
+
+    Positions are committed only after the rows are written, so a crash in between replays
+    records that the store then ignores.
+    """
+    consumer = log.consumer(group, list(topics))
+    written = 0
+    try:
+        while True:
+            records = consumer.poll(max_records, 0.5)
+            if not records:
+                ends = {t: log.end_offsets(t) for t in topics}
+                if consumer.assignment() and all(
+                    consumer.committed([tp])[tp] >= ends[tp[0]].get(tp[1], 0)
+                    for tp in consumer.assignment()
+                ):
+                    break
+                continue
+            written += store.write_records(records)
+            positions: dict[tuple[str, int], int] = {}
+            for record in records:
+                positions[(record.topic, record.partition)] = record.offset + 1
+            consumer.commit(positions)
+    finally:
+        consumer.close()
+    return written

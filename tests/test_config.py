@@ -14,7 +14,7 @@ from wearwatch.config import Settings, value_sources
 
 def test_env_beats_file_beats_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     toml = tmp_path / "ww.toml"
-    toml.write_text('partitions = 6\nseed = 3\n')
+    toml.write_text("partitions = 6\nseed = 3\n")
     monkeypatch.setenv("WEARWATCH_CONFIG", str(toml))
     monkeypatch.setenv("WEARWATCH_SEED", "11")
     settings = Settings()

@@ -15,24 +15,54 @@ from wearwatch.runtime.operator import DEAD_LETTER_TOPIC
 from wearwatch.runtime.worker import Worker, WorkerOptions
 from wearwatch.twin.synthetic import synthetic_readings
 
-VALID = b'{"type":"reading","v":1,"ts":"2026-01-01T01:00:%02dZ","machine_id":"m1","sensor":"s0","value":1.5}'
+VALID = (
+    b'{"type":"reading","v":1,"ts":"2026-01-01T01:00:%02dZ","machine_id":"m1","sensor":"s0",'
+    b'"value":1.5}'
+)
 
 BAD: list[tuple[bytes, str, str]] = [
     (b'{"type":"reading","v":1,"ts":', "malformed JSON", "$"),
-    (b'{"type":"reading","v":1,"ts":"2026-01-01T00:00:01Z","machine_id":"m1","sensor":"s0",'
-     b'"value":"hot"}', "field `value`", "value"),
-    (b'{"type":"reading","v":1,"ts":"2026-01-01T00:00:01Z","sensor":"s0","value":1.0}',
-     "field `machine_id`: missing", "machine_id"),
-    (b'{"type":"reading","v":1,"ts":"2026-01-01T00:00:01Z","machine_id":"m1","sensor":"s0",'
-     b'"value":1e999}', "expected a finite number, got '1e999'", "value"),
-    (b'{"type":"reading","v":1,"ts":"2026-01-01T00:00:01Z","machine_id":"m1","sensor":"s0",'
-     b'"value":NaN}', "malformed JSON", "$"),
-    (b'{"type":"reading","v":1,"ts":"2026-01-01T00:00:01","machine_id":"m1","sensor":"s0",'
-     b'"value":1.0}', "timezone, got '2026-01-01T00:00:01'", "ts"),
-    (b'{"type":"reading","v":1,"ts":"2026-01-01T00:00:01Z","machine_id":"m1","sensor":"s0",'
-     b'"value":1.0,"unit":"' + b"x" * 70_000 + b'"}', "exceeds max_event_bytes=65536", "payload"),
-    (b'{"type":"reading","v":9,"ts":"2026-01-01T00:00:01Z","machine_id":"m1","sensor":"s0",'
-     b'"value":1.0}', "unsupported schema version", "v"),
+    (
+        b'{"type":"reading","v":1,"ts":"2026-01-01T00:00:01Z","machine_id":"m1","sensor":"s0",'
+        b'"value":"hot"}',
+        "field `value`",
+        "value",
+    ),
+    (
+        b'{"type":"reading","v":1,"ts":"2026-01-01T00:00:01Z","sensor":"s0","value":1.0}',
+        "field `machine_id`: missing",
+        "machine_id",
+    ),
+    (
+        b'{"type":"reading","v":1,"ts":"2026-01-01T00:00:01Z","machine_id":"m1","sensor":"s0",'
+        b'"value":1e999}',
+        "expected a finite number, got '1e999'",
+        "value",
+    ),
+    (
+        b'{"type":"reading","v":1,"ts":"2026-01-01T00:00:01Z","machine_id":"m1","sensor":"s0",'
+        b'"value":NaN}',
+        "malformed JSON",
+        "$",
+    ),
+    (
+        b'{"type":"reading","v":1,"ts":"2026-01-01T00:00:01","machine_id":"m1","sensor":"s0",'
+        b'"value":1.0}',
+        "timezone, got '2026-01-01T00:00:01'",
+        "ts",
+    ),
+    (
+        b'{"type":"reading","v":1,"ts":"2026-01-01T00:00:01Z","machine_id":"m1","sensor":"s0",'
+        b'"value":1.0,"unit":"' + b"x" * 70_000 + b'"}',
+        "exceeds max_event_bytes=65536",
+        "payload",
+    ),
+    (
+        b'{"type":"reading","v":9,"ts":"2026-01-01T00:00:01Z","machine_id":"m1","sensor":"s0",'
+        b'"value":1.0}',
+        "unsupported schema version",
+        "v",
+    ),
 ]
 
 
@@ -62,12 +92,16 @@ def test_bad_events_are_dead_lettered_with_field_reason_and_raw_bytes(tmp_path: 
     log.produce(records)
 
     worker = Worker(
-        log, ReadingTotalsOperator(ttl_s=1.0), "bad",
+        log,
+        ReadingTotalsOperator(ttl_s=1.0),
+        "bad",
         WorkerOptions(exit_when_idle=True, poll_timeout_s=0.0, poll_max_records=4),
     )
     counters = worker.run(install_signals=False)
 
-    letters = [msgspec.json.decode(r.value, type=DeadLetter) for r in read_all(log, DEAD_LETTER_TOPIC)]
+    letters = [
+        msgspec.json.decode(r.value, type=DeadLetter) for r in read_all(log, DEAD_LETTER_TOPIC)
+    ]
     assert counters["dead_lettered"] == len(letters) == 2 * len(BAD)
     assert counters["in"] == 2 * len(BAD) + valid + len(good) + 1
     assert counters["late"] == 0

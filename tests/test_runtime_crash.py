@@ -86,8 +86,18 @@ def test_sigkill_at_random_points_gives_the_uninterrupted_output(tmp_path: Path)
         WEARWATCH_POLL_MAX_RECORDS="3",
     )
     cmd = [
-        sys.executable, "-m", "wearwatch", "worker", "reading_totals", "--group", GROUP,
-        "--bus", f"sqlite:///{crashed}", "--param", f"ttl_s={TTL_S}", "--exit-when-idle",
+        sys.executable,
+        "-m",
+        "wearwatch",
+        "worker",
+        "reading_totals",
+        "--group",
+        GROUP,
+        "--bus",
+        f"sqlite:///{crashed}",
+        "--param",
+        f"ttl_s={TTL_S}",
+        "--exit-when-idle",
         "--quiet",
     ]
     rng = random.Random(2026)

@@ -61,9 +61,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_bus(cls, value: str) -> str:
         if value and not value.startswith(("sqlite://", "kafka://")):
-            raise ValueError(
-                f"bus={value!r}: expected sqlite:///path/to.db or kafka://host:port"
-            )
+            raise ValueError(f"bus={value!r}: expected sqlite:///path/to.db or kafka://host:port")
         return value
 
     @property

@@ -7,10 +7,11 @@ errors name the field and the offending value:
 
 >>> raw = b'{"type":"reading","v":1,"ts":"2026-01-01T00:00:00","machine_id":"p1",'
 >>> raw += b'"sensor":"vib","value":1.0}'
->>> decode_event(raw, Reading)
-Traceback (most recent call last):
-...
-wearwatch.events.EventDecodeError: field `ts`: expected a timestamp with a timezone, got '2026-01-01T00:00:00'
+>>> try:
+...     decode_event(raw, Reading)
+... except EventDecodeError as exc:
+...     print(exc.field, "|", exc)
+ts | field `ts`: expected a timestamp with a timezone, got '2026-01-01T00:00:00'
 
 A log record may carry a batch of events (a JSON array) so the per-record cost of the log
 does not cap a pipeline; :func:`decode_batch` salvages the valid events of a batch and reports
@@ -240,7 +241,9 @@ def _explain(exc: msgspec.DecodeError, raw: bytes) -> EventDecodeError:
         if missing:
             return EventDecodeError(f"field `{missing.group(1)}`: missing", missing.group(1))
         if unknown:
-            return EventDecodeError(f"field `{unknown.group(1)}`: not in the contract", unknown.group(1))
+            return EventDecodeError(
+                f"field `{unknown.group(1)}`: not in the contract", unknown.group(1)
+            )
         if match:
             steps = _STEP.findall(match.group(1))
             field = ".".join(name or f"[{idx}]" for idx, name in steps) or "$"
@@ -257,7 +260,9 @@ def _explain(exc: msgspec.DecodeError, raw: bytes) -> EventDecodeError:
                 what = f"unsupported schema version (this build reads {SCHEMA_VERSION})"
             return EventDecodeError(f"field `{field}`: {_lower(what)}, got {value!r}", field)
         return EventDecodeError(_lower(text), "$")
-    return EventDecodeError(f"malformed JSON: {_lower(text.removeprefix('JSON is malformed: '))}", "$")
+    return EventDecodeError(
+        f"malformed JSON: {_lower(text.removeprefix('JSON is malformed: '))}", "$"
+    )
 
 
 def _lower(text: str) -> str:
@@ -345,4 +350,6 @@ def decode_batch(
 
 
 def _oversize(size: int, limit: int) -> EventDecodeError:
-    return EventDecodeError(f"field `payload`: {size} bytes exceeds max_event_bytes={limit}", "payload")
+    return EventDecodeError(
+        f"field `payload`: {size} bytes exceeds max_event_bytes={limit}", "payload"
+    )

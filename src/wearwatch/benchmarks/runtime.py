@@ -22,8 +22,10 @@ from wearwatch.twin.synthetic import synthetic_readings
 def _append_and_read(workdir: Path, rows: int, batch: int) -> tuple[float, float]:
     log = SqliteLog(workdir / "append.db", default_partitions=4)
     log.create_topic("bench.append")
-    value = b'{"type":"reading","v":1,"ts":"2026-01-01T00:00:00Z","machine_id":"m001",' \
+    value = (
+        b'{"type":"reading","v":1,"ts":"2026-01-01T00:00:00Z","machine_id":"m001",'
         b'"sensor":"s0","value":10.5,"unit":"mm/s"}'
+    )
     records = [OutRecord("bench.append", None, value, "", i % 4) for i in range(rows)]
     start = time.perf_counter()
     for i in range(0, rows, batch):
@@ -52,8 +54,11 @@ def _end_to_end(workdir: Path, events: int, batch: int, run: int) -> float:
         )
     )
     options = WorkerOptions(
-        watermark_delay_s=1.0, checkpoint_interval_s=1.0, poll_max_records=64,
-        poll_timeout_s=0.0, exit_when_idle=True,
+        watermark_delay_s=1.0,
+        checkpoint_interval_s=1.0,
+        poll_max_records=64,
+        poll_timeout_s=0.0,
+        exit_when_idle=True,
     )
     worker = Worker(log, ReadingTotalsOperator(ttl_s=0.5), "bench", options)
     start = time.perf_counter()
@@ -64,8 +69,9 @@ def _end_to_end(workdir: Path, events: int, batch: int, run: int) -> float:
     return events / elapsed
 
 
-def run_runtime_benchmark(events: int = 500_000, rows: int = 500_000, repeats: int = 3,
-                          batch: int = 400) -> dict[str, Any]:
+def run_runtime_benchmark(
+    events: int = 500_000, rows: int = 500_000, repeats: int = 3, batch: int = 400
+) -> dict[str, Any]:
     """Medians over ``repeats`` runs of each measurement."""
     appends, reads, e2e = [], [], []
     with tempfile.TemporaryDirectory(prefix="wearwatch-bench-") as tmp:

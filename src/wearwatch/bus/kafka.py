@@ -34,6 +34,8 @@ from confluent_kafka import (
     KafkaException,
     Message,
     Producer,
+)
+from confluent_kafka import (
     TopicPartition as KTopicPartition,
 )
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -117,9 +119,7 @@ class KafkaLog:
         self._bootstrap = bootstrap_servers(url)
         # Extra librdkafka properties for every client (security settings and such).
         self._extra = dict(client_config or {})
-        self._admin = AdminClient(
-            self._config({"allow.auto.create.topics": False, "log_level": 3})
-        )
+        self._admin = AdminClient(self._config({"allow.auto.create.topics": False, "log_level": 3}))
         self._producer: Producer | None = None
         self._delivery_errors: list[str] = []
         self._partitions: dict[str, int] = {}
@@ -225,9 +225,7 @@ class KafkaLog:
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             with self._lock:
-                self._delivery_errors.append(
-                    f"{msg.topic()}[{msg.partition()}]: {err}"
-                )
+                self._delivery_errors.append(f"{msg.topic()}[{msg.partition()}]: {err}")
 
     def produce(self, records: Iterable[OutRecord]) -> None:
         """Queue records for sending; they are durable (acks=all) once :meth:`flush` returns."""
@@ -252,6 +250,10 @@ class KafkaLog:
                     break
                 except BufferError:  # local queue full: let deliveries drain
                     producer.poll(0.05)
+                except KafkaException as exc:  # e.g. a partition the topic does not have
+                    raise KafkaLogError(
+                        f"produce to {rec.topic}[{partition}]: {exc.args[0]}"
+                    ) from exc
         producer.poll(0)
 
     def flush(self) -> None:
@@ -493,9 +495,7 @@ class KafkaGroupConsumer:
     def _handle_lost(self, consumer: Consumer, partitions: list[KTopicPartition]) -> None:
         self._revoke(consumer, partitions, lost=True)
 
-    def _revoke(
-        self, consumer: Consumer, partitions: list[KTopicPartition], *, lost: bool
-    ) -> None:
+    def _revoke(self, consumer: Consumer, partitions: list[KTopicPartition], *, lost: bool) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
         callback = self._on_lost if lost and self._on_lost is not None else self._on_revoke
         self.lost = lost

@@ -236,7 +236,8 @@ class SqliteLog:
         with self.transaction() as conn:
             conn.executemany(
                 "INSERT INTO group_offsets(grp, topic, partition, next_offset) VALUES (?,?,?,?)"
-                " ON CONFLICT(grp, topic, partition) DO UPDATE SET next_offset=excluded.next_offset",
+                " ON CONFLICT(grp, topic, partition)"
+                " DO UPDATE SET next_offset=excluded.next_offset",
                 [(group, t, p, off) for (t, p), off in positions.items()],
             )
 

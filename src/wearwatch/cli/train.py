@@ -1,7 +1,182 @@
-"""``wearwatch train``."""
+"""``wearwatch train``: train models and register them.
+
+``wearwatch train cmapss --subset FD001|FD002|FD003|FD004|all [--data DIR] [--json]`` trains
+the RUL regressor and the 30-cycle failure-horizon classifier on NASA C-MAPSS, scores them on
+the official test set, registers each model as ``rul-<subset>`` and promotes it to current.
+"""
 
 from __future__ import annotations
 
-import typer
+import json
+import math
+import time
+from pathlib import Path
+from typing import Annotated, Any
 
-app = typer.Typer(help="train", no_args_is_help=True)
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from wearwatch.cli.errors import fail
+
+app = typer.Typer(help="Train models and register them.", no_args_is_help=True)
+
+
+@app.callback()
+def _group() -> None:
+    """Train models and register them in the model registry."""
+
+
+def _subsets(value: str) -> list[str]:
+    from wearwatch.learn.rul.data import SUBSETS
+
+    wanted = value.strip().upper()
+    if wanted == "ALL":
+        return list(SUBSETS)
+    if wanted not in SUBSETS:
+        fail(f"unknown subset {value!r}: choose one of {', '.join(SUBSETS)} or all")
+    return [wanted]
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def _comparison_table(results: dict[str, dict[str, Any]], subsets: list[str]) -> Table:
+    from wearwatch.learn.rul.published import PUBLISHED
+
+    table = Table(title="C-MAPSS test sets: RMSE / PHM08 score (lower is better)")
+    table.add_column("method")
+    for subset in subsets:
+        table.add_column(subset, justify="right")
+    table.add_column("source")
+    for row in PUBLISHED:
+        cells = []
+        for subset in subsets:
+            rmse, score = row.results.get(subset, (None, None))
+            cells.append(f"{_fmt(rmse, 2)} / {_fmt(score, 0)}")
+        table.add_row(row.method, *cells, row.source)
+    ours = [
+        f"{results[s]['rmse']:.2f} / {results[s]['score']:.0f}" if s in results else "–"
+        for s in subsets
+    ]
+    table.add_row("[bold]wearwatch LightGBM (this run)[/bold]", *ours, "measured", style="green")
+    table.caption = (
+        "Published rows: shared/data/cmapss/PUBLISHED_RESULTS.md (mostly secondary sources). "
+        "Ours: RUL cap 125 for training and scoring."
+    )
+    return table
+
+
+def _detail_table(results: dict[str, dict[str, Any]], versions: dict[str, str]) -> Table:
+    table = Table(title="wearwatch on the official test sets (one prediction per engine)")
+    for name in ("subset", "RMSE", "score", "MAE", "P(≤30)", "R(≤30)", "F1(≤30)", "AUC(≤30)"):
+        table.add_column(name, justify="right" if name != "subset" else "left")
+    table.add_column("train s", justify="right")  # features + both models, excl. I/O
+    table.add_column("registered")
+    for subset, r in results.items():
+        h = r["horizon"]
+        table.add_row(
+            subset,
+            _fmt(r["rmse"], 2),
+            _fmt(r["score"], 1),
+            _fmt(r["mae"], 2),
+            _fmt(h["precision"], 3),
+            _fmt(h["recall"], 3),
+            _fmt(h["f1"], 3),
+            _fmt(h["roc_auc"], 3),
+            _fmt(r["train_seconds"], 1),
+            versions.get(subset, ""),
+        )
+    return table
+
+
+@app.command("cmapss")
+def cmapss(
+    subset: Annotated[
+        str, typer.Option("--subset", help="FD001, FD002, FD003, FD004 or all")
+    ] = "FD001",
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="C-MAPSS directory (default: setting cmapss_dir)"),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print one JSON object, no table")
+    ] = False,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="model seed (default: setting seed)")
+    ] = None,
+) -> None:
+    """Train RUL + failure-horizon models on NASA C-MAPSS and score them on the test sets."""
+    from wearwatch.config import get_settings
+    from wearwatch.learn.rul.data import default_data_dir, missing_files, missing_hint
+    from wearwatch.learn.rul.train import TrainConfig, register_result, train_subset
+    from wearwatch.store.registry import ModelRegistry, RegistryError
+
+    subsets = _subsets(subset)
+    settings = get_settings()
+    directory = Path(data) if data is not None else default_data_dir()
+    if missing_files(directory, subsets):
+        fail(missing_hint(directory, subsets))
+    config = TrainConfig(seed=settings.seed if seed is None else seed)
+    registry = ModelRegistry(settings.registry_dir)
+
+    results: dict[str, dict[str, Any]] = {}
+    versions: dict[str, str] = {}
+    started = time.perf_counter()
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("[bold]{task.fields[subset]}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[stage]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=as_json,
+    )
+    with progress:
+        tasks = {
+            s: progress.add_task(s, total=1.0, subset=s, stage="waiting", start=False)
+            for s in subsets
+        }
+
+        def report(name: str, stage: str, fraction: float) -> None:
+            progress.start_task(tasks[name])
+            progress.update(tasks[name], completed=fraction, stage=stage)
+
+        for name in subsets:
+            try:
+                result = train_subset(directory, name, config, progress=report)
+            except (FileNotFoundError, ValueError) as exc:
+                fail(f"{name}: {exc}")
+            try:
+                mv = register_result(result, registry)
+            except (RegistryError, OSError) as exc:
+                fail(f"{name}: could not register the model: {exc}")
+            results[name] = result.summary()
+            versions[name] = f"{mv.family} {mv.tag}"
+            report(name, f"registered {mv.family} {mv.tag} (current)", 1.0)
+    total = time.perf_counter() - started
+
+    if as_json:
+        typer.echo(json.dumps(_finite(results), allow_nan=False))
+        return
+    out = Console()
+    out.print(_comparison_table(results, subsets))
+    out.print(_detail_table(results, versions))
+    out.print(
+        f"total wall time {total:.1f}s (data {directory}, seed {config.seed}, "
+        f"registry {registry.root})"
+    )
+
+
+def _finite(value: Any) -> Any:
+    """NaN (e.g. ROC-AUC when a test set has a single class) becomes JSON null."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

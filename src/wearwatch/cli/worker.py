@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import time
 from typing import Any
 
 import typer
@@ -25,8 +26,16 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
-def _run_one(pipeline: str, params: dict[str, Any], group: str, bus: str | None,
-             member: int, members: int, exit_when_idle: bool, quiet: bool) -> None:
+def _run_one(
+    pipeline: str,
+    params: dict[str, Any],
+    group: str,
+    bus: str | None,
+    member: int,
+    members: int,
+    exit_when_idle: bool,
+    quiet: bool,
+) -> None:
     from rich.console import Console
 
     from wearwatch.bus import open_log
@@ -40,11 +49,16 @@ def _run_one(pipeline: str, params: dict[str, Any], group: str, bus: str | None,
     )
     console = Console(stderr=True)
 
+    last: list[object] = [None]
+
     def progress(worker: Worker) -> None:
-        if not quiet:
-            c = worker.counters()
+        c = worker.counters()
+        line = (dict(c), sorted(worker.states))
+        if not quiet and line != last[0]:
+            last[0] = line
             console.print(
-                f"[dim]{pipeline}[{os.getpid()}][/] in={c['in']:,} out={c['out']:,} "
+                f"[dim]{time.strftime('%H:%M:%S')} {pipeline}[{os.getpid()}][/] "
+                f"in={c['in']:,} out={c['out']:,} "
                 f"dead={c['dead_lettered']:,} late={c['late']:,} dup={c['duplicate']:,} "
                 f"partitions={sorted(worker.states)}",
                 highlight=False,
@@ -91,8 +105,16 @@ def register(app: typer.Typer) -> None:
         ).startswith("kafka://")
         procs = []
         for i in range(workers):
-            args = (pipeline, params, group, bus, 0 if is_kafka else i,
-                    1 if is_kafka else workers, exit_when_idle, quiet)
+            args = (
+                pipeline,
+                params,
+                group,
+                bus,
+                0 if is_kafka else i,
+                1 if is_kafka else workers,
+                exit_when_idle,
+                quiet,
+            )
             proc = multiprocessing.get_context("spawn").Process(target=_run_one, args=args)
             proc.start()
             procs.append(proc)

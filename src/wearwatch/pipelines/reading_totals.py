@@ -29,9 +29,18 @@ class ReadingTotalsOperator(KeyedOperator):
     input_type = Reading
     outputs = (TOTALS_TOPIC,)
 
-    def __init__(self, ttl_s: float = 60.0, output_topic: str = TOTALS_TOPIC) -> None:
+    def __init__(
+        self,
+        ttl_s: float = 60.0,
+        input_topic: str = READINGS_TOPIC,
+        output_topic: str = TOTALS_TOPIC,
+    ) -> None:
+        if ttl_s <= 0:
+            raise ValueError(f"ttl_s={ttl_s}: must be positive")
         self.ttl_s = ttl_s
+        self.input_topic = input_topic  # type: ignore[misc]
         self.output_topic = output_topic
+        self.outputs = (output_topic,)  # type: ignore[misc]
 
     def key(self, event: Reading) -> str:
         return f"{event.machine_id}/{event.sensor}"
@@ -58,6 +67,7 @@ class ReadingTotalsOperator(KeyedOperator):
         ctx.emit(
             self.output_topic,
             key,
-            ReadingTotals(ts=utc(when), key=key, first_ts=utc(slot[2]), count=slot[0],
-                          total=slot[1]),
+            ReadingTotals(
+                ts=utc(when), key=key, first_ts=utc(slot[2]), count=slot[0], total=slot[1]
+            ),
         )

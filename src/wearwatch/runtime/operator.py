@@ -37,12 +37,14 @@ class PartitionState:
 
 @dataclass(slots=True)
 class Emitted:
-    """An output waiting for the next checkpoint: topic, key, encoded event, idempotency id."""
+    """An output waiting for the next checkpoint: topic, key, encoded event, idempotency id,
+    and the input partition whose processing produced it."""
 
     topic: str
     key: bytes
     value: bytes
     rid: str
+    source_partition: int
 
 
 class Context:
@@ -72,7 +74,9 @@ class Context:
     def emit(self, topic: str, key: str, event: Event) -> None:
         """Queue an output; its id derives from the source position, so replays dedupe."""
         self._outputs.append(
-            Emitted(topic, key.encode(), encode(event), f"{self._rid_prefix}/{self._n}")
+            Emitted(
+                topic, key.encode(), encode(event), f"{self._rid_prefix}/{self._n}", self.partition
+            )
         )
         self._n += 1
         self.state.counters["out"] += 1
@@ -100,8 +104,13 @@ class Context:
             raw=raw,
         )
         self._outputs.append(
-            Emitted(DEAD_LETTER_TOPIC, source_topic.encode(), encode(letter),
-                    f"{self._rid_prefix}/{self._n}")
+            Emitted(
+                DEAD_LETTER_TOPIC,
+                source_topic.encode(),
+                encode(letter),
+                f"{self._rid_prefix}/{self._n}",
+                self.partition,
+            )
         )
         self._n += 1
         self.state.counters["dead_lettered"] += 1

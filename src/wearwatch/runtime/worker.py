@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from wearwatch.bus.base import Consumer, Log, Record, TopicPartition
 from wearwatch.events import decode_batch
 from wearwatch.runtime.checkpoint import CheckpointStore, checkpoint_store_for
-from wearwatch.runtime.operator import DEAD_LETTER_TOPIC, Context, Emitted, KeyedOperator, PartitionState
+from wearwatch.runtime.operator import (
+    DEAD_LETTER_TOPIC,
+    Context,
+    Emitted,
+    KeyedOperator,
+    PartitionState,
+)
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,10 @@ class Worker:
         if self.log.url.startswith("sqlite:"):
             kwargs = {"member": self.options.member, "members": self.options.members}
         self._consumer = self.log.consumer(
-            self.group, [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            self.group,
+            [self.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
             **kwargs,
         )
         opts = self.options
@@ -142,7 +151,11 @@ class Worker:
         counters["in"] += len(events) + len(bad)
         for raw, error in bad:
             ctx.dead_letter(
-                record.topic, record.offset, raw, str(error), error.field,
+                record.topic,
+                record.offset,
+                raw,
+                str(error),
+                error.field,
                 record.timestamp_ms / 1000.0,
             )
         delay = self.options.watermark_delay_s
@@ -206,8 +219,14 @@ class Worker:
             self._consumer.seek((self.topic, partition), self.states[partition].position)
 
     def _on_revoke(self, tps: list[TopicPartition]) -> None:
-        self.checkpoint()
-        for topic, partition in tps:
-            if topic == self.topic:
-                self.states.pop(partition, None)
-                self.contexts.pop(partition, None)
+        revoked = {p for (topic, p) in tps if topic == self.topic}
+        if getattr(self._consumer, "lost", False):
+            # Already someone else's: their outputs and state since the last checkpoint are
+            # dropped here and recomputed by the new owner from its snapshot.
+            self.outputs[:] = [o for o in self.outputs if o.source_partition not in revoked]
+            self.dirty -= revoked
+        else:
+            self.checkpoint()
+        for partition in revoked:
+            self.states.pop(partition, None)
+            self.contexts.pop(partition, None)

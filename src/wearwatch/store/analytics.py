@@ -23,6 +23,7 @@ from typing import Any
 
 import duckdb
 import msgspec
+import pyarrow as pa
 
 from wearwatch.bus.base import Log, Record
 
@@ -37,9 +38,20 @@ _TABLES = {
         physics_ape DOUBLE, served_ape DOUBLE, model_ape JSON, router_state VARCHAR)""",
 }
 
+_EVENT_COLUMNS = ("rid", "topic", "type", "key", "ts", "payload")
 _PASS_OUTCOME_COLUMNS = (
-    "ts", "slab_id", "pass_no", "line", "actual_force_kn", "baseline_force_kn",
-    "served_force_kn", "source", "physics_ape", "served_ape", "model_ape", "router_state",
+    "ts",
+    "slab_id",
+    "pass_no",
+    "line",
+    "actual_force_kn",
+    "baseline_force_kn",
+    "served_force_kn",
+    "source",
+    "physics_ape",
+    "served_ape",
+    "model_ape",
+    "router_state",
 )
 
 
@@ -67,32 +79,50 @@ class AnalyticsStore:
             kind = payload.get("type", "") if isinstance(payload, dict) else ""
             if kind == "pass_outcome":
                 outcomes.append(
-                    (record.rid, *(
-                        msgspec.json.encode(payload[c]).decode() if c == "model_ape"
-                        else payload.get(c) for c in _PASS_OUTCOME_COLUMNS
-                    ))
+                    (
+                        record.rid,
+                        *(
+                            msgspec.json.encode(payload[c]).decode()
+                            if c == "model_ape"
+                            else payload.get(c)
+                            for c in _PASS_OUTCOME_COLUMNS
+                        ),
+                    )
                 )
             generic.append(
-                (record.rid, record.topic, kind, (record.key or b"").decode(errors="replace"),
-                 payload.get("ts") if isinstance(payload, dict) else None,
-                 record.value.decode())
+                (
+                    record.rid,
+                    record.topic,
+                    kind,
+                    (record.key or b"").decode(errors="replace"),
+                    payload.get("ts") if isinstance(payload, dict) else None,
+                    record.value.decode(),
+                )
             )
         before = self.count("events")
+        # Bulk inserts through Arrow: DuckDB's executemany goes row by row.
         if generic:
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)", generic
-            )
+            self._insert("events", _EVENT_COLUMNS, generic)
         if outcomes:
-            marks = ", ".join("?" * (len(_PASS_OUTCOME_COLUMNS) + 1))
-            self.conn.executemany(
-                f"INSERT OR IGNORE INTO pass_outcomes VALUES ({marks})", outcomes
-            )
+            self._insert("pass_outcomes", ("rid", *_PASS_OUTCOME_COLUMNS), outcomes)
         return self.count("events") - before
+
+    def _insert(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        batch = pa.table({c: [row[i] for row in rows] for i, c in enumerate(columns)})
+        self.conn.register("_incoming", batch)
+        try:
+            names = ", ".join(columns)
+            casts = ", ".join(f"CAST({c} AS TIMESTAMPTZ)" if c == "ts" else c for c in columns)
+            self.conn.execute(
+                f"INSERT OR IGNORE INTO {table} ({names}) SELECT {casts} FROM _incoming"
+            )
+        finally:
+            self.conn.unregister("_incoming")
 
     def count(self, table: str) -> int:
         if table not in _TABLES:
             raise ValueError(f"table {table!r}: unknown; choose one of {sorted(_TABLES)}")
-        return int(self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        return int(self.conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         return self.conn.execute(sql, list(params)).fetchall()
@@ -101,8 +131,9 @@ class AnalyticsStore:
         self.conn.close()
 
 
-def sink_topics(log: Log, store: AnalyticsStore, topics: Sequence[str], group: str,
-                max_records: int = 2000) -> int:
+def sink_topics(
+    log: Log, store: AnalyticsStore, topics: Sequence[str], group: str, max_records: int = 2000
+) -> int:
     """Drain ``topics`` into the store (at-least-once; the rid key makes it exactly-once).
 
     Positions are committed only after the rows are written, so a crash in between replays

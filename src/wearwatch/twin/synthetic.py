@@ -12,7 +12,11 @@ EPOCH_S = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
 def synthetic_readings(
-    n: int, seed: int = 7, machines: int = 40, sensors: int = 5, mean_gap_s: float = 0.002,
+    n: int,
+    seed: int = 7,
+    machines: int = 40,
+    sensors: int = 5,
+    mean_gap_s: float = 0.002,
     jitter_s: float = 0.0,
 ) -> Iterator[Reading]:
     """``n`` readings in event-time order (plus up to ``jitter_s`` of disorder).

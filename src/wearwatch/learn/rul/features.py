@@ -1,0 +1,205 @@
+"""Per-cycle features for C-MAPSS that look only at the past.
+
+Every feature of cycle *t* of an engine is a function of that engine's cycles ``<= t`` and of
+statistics fitted once on the training set (which sensors to keep, operating regimes, per-regime
+means and standard deviations). Removing later cycles therefore never changes earlier rows —
+``tests/test_rul.py`` checks that property.
+
+Features per kept sensor (after normalisation): the value, trailing rolling means (5/10/20/30),
+rolling standard deviations (10/30), least-squares slopes over trailing windows (10/20/30),
+exponentially weighted means, the expanding mean and the drift of the recent mean from the
+engine's own first cycles. Plus the cycle number, a linear health index (fitted on train) and its
+trailing statistics, and for multi-regime subsets the current regime and the share of cycles the
+engine has spent in each regime so far.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.cluster import KMeans
+
+from wearwatch.learn.rul.data import OP_SETTINGS, SENSORS
+
+MEAN_WINDOWS: tuple[int, ...] = (5, 10, 20, 30)
+STD_WINDOWS: tuple[int, ...] = (10, 30)
+SLOPE_WINDOWS: tuple[int, ...] = (10, 20, 30)
+EWM_SPANS: tuple[int, ...] = (10, 30)
+BASELINE_CYCLES = 10
+
+
+def _segments(units: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) row ranges of consecutive equal unit ids."""
+    if len(units) == 0:
+        return []
+    change = np.flatnonzero(np.diff(units)) + 1
+    starts = np.concatenate(([0], change))
+    stops = np.concatenate((change, [len(units)]))
+    return list(zip(starts.tolist(), stops.tolist(), strict=True))
+
+
+def _trailing_sum(cs: np.ndarray, window: int) -> np.ndarray:
+    """Sum of the last ``window`` rows (fewer at the start) given ``cs`` = cumsum with a 0 row."""
+    n = cs.shape[0] - 1
+    hi = np.arange(1, n + 1)
+    lo = np.maximum(hi - window, 0)
+    return cs[hi] - cs[lo]
+
+
+def _trailing_count(n: int, window: int) -> np.ndarray:
+    return np.minimum(np.arange(1, n + 1), window).astype(np.float64)
+
+
+def _cumsum0(x: np.ndarray) -> np.ndarray:
+    out = np.zeros((x.shape[0] + 1, *x.shape[1:]), dtype=np.float64)
+    np.cumsum(x, axis=0, out=out[1:])
+    return out
+
+
+def _ewm(x: np.ndarray, span: int) -> np.ndarray:
+    """Exponentially weighted mean, ``adjust=False`` recursion started at the first value."""
+    return pd.DataFrame(x).ewm(span=span, adjust=False).mean().to_numpy(dtype=np.float64)
+
+
+def _engine_features(x: np.ndarray, t: np.ndarray) -> list[np.ndarray]:
+    """Trailing statistics of one engine's normalised signals ``x`` (cycles x signals)."""
+    n = x.shape[0]
+    cs = _cumsum0(x)
+    cs2 = _cumsum0(x * x)
+    tt = (t - t[0]).astype(np.float64)[:, None]
+    cst = _cumsum0(np.broadcast_to(tt, x.shape) * 1.0)
+    cstt = _cumsum0(np.broadcast_to(tt * tt, x.shape) * 1.0)
+    cstx = _cumsum0(tt * x)
+    blocks: list[np.ndarray] = [x]
+    for w in MEAN_WINDOWS:
+        blocks.append(_trailing_sum(cs, w) / _trailing_count(n, w)[:, None])
+    for w in STD_WINDOWS:
+        cnt = _trailing_count(n, w)[:, None]
+        mean = _trailing_sum(cs, w) / cnt
+        var = np.maximum(_trailing_sum(cs2, w) / cnt - mean * mean, 0.0)
+        blocks.append(np.sqrt(var))
+    for w in SLOPE_WINDOWS:
+        cnt = _trailing_count(n, w)[:, None]
+        st, stt = _trailing_sum(cst, w), _trailing_sum(cstt, w)
+        sx, stx = _trailing_sum(cs, w), _trailing_sum(cstx, w)
+        den = cnt * stt - st * st
+        with np.errstate(invalid="ignore", divide="ignore"):
+            slope = np.where(den > 1e-12, (cnt * stx - st * sx) / np.where(den > 0, den, 1), 0.0)
+        blocks.append(slope)
+    for span in EWM_SPANS:
+        blocks.append(_ewm(x, span))
+    counts = np.arange(1, n + 1, dtype=np.float64)[:, None]
+    expanding = cs[1:] / counts
+    blocks.append(expanding)
+    base = cs[np.minimum(np.arange(1, n + 1), BASELINE_CYCLES)] / np.minimum(
+        counts, BASELINE_CYCLES
+    )
+    recent = _trailing_sum(cs, 10) / _trailing_count(n, 10)[:, None]
+    blocks.append(recent - base)
+    return blocks
+
+
+def _block_names(signals: list[str]) -> list[str]:
+    names = [f"{s}" for s in signals]
+    names += [f"{s}_mean{w}" for w in MEAN_WINDOWS for s in signals]
+    names += [f"{s}_std{w}" for w in STD_WINDOWS for s in signals]
+    names += [f"{s}_slope{w}" for w in SLOPE_WINDOWS for s in signals]
+    names += [f"{s}_ewm{w}" for w in EWM_SPANS for s in signals]
+    names += [f"{s}_expmean" for s in signals]
+    names += [f"{s}_drift" for s in signals]
+    return names
+
+
+@dataclass
+class FeaturePipeline:
+    """Fitted on a training frame; turns any frame of C-MAPSS rows into past-only features."""
+
+    n_regimes: int = 1
+    seed: int = 7
+    rul_cap: float = 125.0
+    sensors: list[str] = field(default_factory=list)
+    regime_model: KMeans | None = None
+    means: np.ndarray | None = None  # (n_regimes, n_sensors)
+    stds: np.ndarray | None = None
+    hi_coef: np.ndarray | None = None  # linear health index on normalised sensors
+    hi_intercept: float = 0.0
+    feature_names: list[str] = field(default_factory=list)
+
+    def regimes(self, frame: pd.DataFrame) -> np.ndarray:
+        if self.n_regimes <= 1 or self.regime_model is None:
+            return np.zeros(len(frame), dtype=np.int64)
+        ops = frame[OP_SETTINGS].to_numpy(dtype=np.float64)
+        return self.regime_model.predict(ops).astype(np.int64)
+
+    def fit(self, train: pd.DataFrame) -> FeaturePipeline:
+        if self.n_regimes > 1:
+            km = KMeans(n_clusters=self.n_regimes, n_init=10, random_state=self.seed)
+            km.fit(train[OP_SETTINGS].to_numpy(dtype=np.float64))
+            self.regime_model = km
+        reg = self.regimes(train)
+        raw = train[SENSORS].to_numpy(dtype=np.float64)
+        means = np.zeros((self.n_regimes, raw.shape[1]))
+        stds = np.ones((self.n_regimes, raw.shape[1]))
+        for r in range(self.n_regimes):
+            rows = raw[reg == r]
+            if len(rows):
+                means[r] = rows.mean(axis=0)
+                stds[r] = rows.std(axis=0)
+        # A sensor is kept when it varies within the regimes (constant ones carry nothing).
+        rel = stds / np.maximum(np.abs(means), 1e-9)
+        keep = (rel > 1e-5).all(axis=0) & (stds > 1e-6).all(axis=0)
+        nunique = train[SENSORS].nunique().to_numpy()
+        keep &= nunique > 2 * self.n_regimes + 1
+        self.sensors = [s for s, k in zip(SENSORS, keep, strict=True) if k]
+        self.means = means[:, keep]
+        self.stds = np.where(stds[:, keep] > 0, stds[:, keep], 1.0)
+        z = self._normalise(train, reg)
+        # Linear health index: least squares of the capped RUL on the normalised sensors.
+        target = np.minimum(train["rul"].to_numpy(dtype=np.float64), self.rul_cap)
+        design = np.column_stack([z, np.ones(len(z))])
+        coef, *_ = np.linalg.lstsq(design, target, rcond=None)
+        self.hi_coef = coef[:-1]
+        self.hi_intercept = float(coef[-1])
+        self.feature_names = list(self.transform(train.head(2)).columns)
+        return self
+
+    def _normalise(self, frame: pd.DataFrame, reg: np.ndarray) -> np.ndarray:
+        assert self.means is not None and self.stds is not None
+        raw = frame[self.sensors].to_numpy(dtype=np.float64)
+        return (raw - self.means[reg]) / self.stds[reg]
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Features for every row of ``frame`` (sorted by unit, cycle; index reset)."""
+        if self.means is None:
+            raise RuntimeError("FeaturePipeline.transform called before fit")
+        frame = frame.sort_values(["unit", "cycle"], kind="stable").reset_index(drop=True)
+        reg = self.regimes(frame)
+        z = self._normalise(frame, reg)
+        assert self.hi_coef is not None
+        hi = (z @ self.hi_coef + self.hi_intercept)[:, None]
+        signals = np.column_stack([z, hi])
+        names = [*self.sensors, "hi"]
+        units = frame["unit"].to_numpy()
+        cycles = frame["cycle"].to_numpy()
+        parts: list[np.ndarray] = []
+        for start, stop in _segments(units):
+            blocks = _engine_features(signals[start:stop], cycles[start:stop])
+            parts.append(np.concatenate(blocks, axis=1))
+        width = len(_block_names(names))
+        values = np.concatenate(parts, axis=0) if parts else np.empty((0, width))
+        out = pd.DataFrame(values, columns=_block_names(names))
+        out.insert(0, "cycle", cycles.astype(np.float64))
+        if self.n_regimes > 1:
+            out["regime"] = reg.astype(np.float64)
+            onehot = np.eye(self.n_regimes)[reg]
+            shares = np.empty_like(onehot)
+            for start, stop in _segments(units):
+                seg = onehot[start:stop]
+                shares[start:stop] = (
+                    np.cumsum(seg, axis=0) / np.arange(1, stop - start + 1)[:, None]
+                )
+            for r in range(self.n_regimes):
+                out[f"regime_share_{r}"] = shares[:, r]
+        return out

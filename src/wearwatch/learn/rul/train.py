@@ -1,0 +1,195 @@
+"""Training and official-test evaluation of the C-MAPSS RUL models.
+
+Recipe: past-only per-cycle features (:mod:`wearwatch.learn.rul.features`), every training
+cycle as a sample with its RUL capped at 125, a LightGBM regressor for RUL and a LightGBM
+classifier for "fails within 30 cycles". Evaluation follows the literature: one prediction per
+official test engine at its last cycle, scored against the true RUL capped at 125 (RMSE, MAE,
+PHM08 score); the horizon classifier is scored on the same engines (positive: true RUL ≤ 30).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wearwatch.learn.rul.data import N_CONDITIONS, CmapssSubset, load_subset
+from wearwatch.learn.rul.features import FeaturePipeline
+from wearwatch.learn.rul.metrics import horizon_metrics, mae, phm08_score, rmse
+from wearwatch.learn.rul.model import RulModel
+
+#: Progress callback: (subset, stage description, fraction of this subset done in [0, 1]).
+Progress = Callable[[str, str, float], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    rul_cap: float = 125.0
+    horizon: int = 30
+    seed: int = 7
+    n_estimators: int = 600
+    learning_rate: float = 0.03
+    num_leaves: int = 31
+    min_child_samples: int = 50
+    subsample: float = 0.8
+    colsample_bytree: float = 0.5
+    reg_lambda: float = 1.0
+    clf_n_estimators: int = 300
+    n_jobs: int = 2
+
+    def lgbm_params(self, n_estimators: int) -> dict[str, Any]:
+        return {
+            "n_estimators": n_estimators,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_child_samples": self.min_child_samples,
+            "subsample": self.subsample,
+            "subsample_freq": 1,
+            "colsample_bytree": self.colsample_bytree,
+            "reg_lambda": self.reg_lambda,
+            "random_state": self.seed,
+            "n_jobs": self.n_jobs,
+            "deterministic": True,
+            "force_row_wise": True,
+            "verbose": -1,
+        }
+
+
+@dataclass
+class SubsetResult:
+    subset: str
+    model: RulModel
+    metrics: dict[str, Any]
+    train_seconds: float
+    data_hash: str
+    config: TrainConfig
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The ``--json`` shape for one subset."""
+        m = self.metrics
+        return {
+            "rmse": m["rmse"],
+            "score": m["score"],
+            "mae": m["mae"],
+            "horizon": dict(m["horizon"]),
+            "train_seconds": round(self.train_seconds, 2),
+        }
+
+
+def _noop(subset: str, stage: str, fraction: float) -> None:
+    return None
+
+
+def fit_model(
+    train: Any,
+    subset: str,
+    config: TrainConfig,
+    progress: Progress = _noop,
+) -> RulModel:
+    """Fit features, regressor and horizon classifier on a training frame with a ``rul`` column."""
+    import lightgbm as lgb
+
+    progress(subset, "features", 0.02)
+    pipeline = FeaturePipeline(
+        n_regimes=N_CONDITIONS.get(subset, 1), seed=config.seed, rul_cap=config.rul_cap
+    ).fit(train)
+    ordered = train.sort_values(["unit", "cycle"], kind="stable").reset_index(drop=True)
+    feats = pipeline.transform(ordered)[pipeline.feature_names]
+    rul = ordered["rul"].to_numpy(dtype=np.float64)
+    y_reg = np.minimum(rul, config.rul_cap)
+    y_clf = (rul <= config.horizon).astype(np.int64)
+
+    total = config.n_estimators + config.clf_n_estimators
+    step = max(1, total // 100)
+
+    def tracker(offset: int, stage: str) -> Callable[[Any], None]:
+        def callback(env: Any) -> None:
+            done = offset + env.iteration + 1
+            if done % step == 0 or env.iteration + 1 == env.end_iteration:
+                progress(subset, stage, 0.1 + 0.85 * done / total)
+
+        return callback
+
+    progress(subset, "RUL regressor", 0.1)
+    regressor = lgb.LGBMRegressor(**config.lgbm_params(config.n_estimators))
+    regressor.fit(feats, y_reg, callbacks=[tracker(0, "RUL regressor")])
+    progress(subset, "horizon classifier", 0.1 + 0.85 * config.n_estimators / total)
+    classifier = lgb.LGBMClassifier(**config.lgbm_params(config.clf_n_estimators))
+    classifier.fit(feats, y_clf, callbacks=[tracker(config.n_estimators, "horizon classifier")])
+    return RulModel(
+        subset=subset,
+        pipeline=pipeline,
+        regressor=regressor,
+        classifier=classifier,
+        rul_cap=config.rul_cap,
+        horizon=config.horizon,
+        params=asdict(config),
+    )
+
+
+def evaluate(model: RulModel, data: CmapssSubset) -> dict[str, Any]:
+    """Official-test metrics: one prediction per test engine at its last cycle."""
+    last = model.predict_last(data.test)
+    true = np.asarray(data.test_rul, dtype=np.float64)
+    if len(last) != len(true):
+        raise ValueError(f"{len(last)} test engines but {len(true)} true RUL values")
+    capped = np.minimum(true, model.rul_cap)
+    pred = last["rul"].to_numpy()
+    return {
+        "rmse": round(rmse(pred, capped), 3),
+        "score": round(phm08_score(pred, capped), 1),
+        "mae": round(mae(pred, capped), 3),
+        "horizon": {
+            k: round(v, 3)
+            for k, v in horizon_metrics(
+                last["horizon_probability"].to_numpy(), true <= model.horizon
+            ).items()
+        },
+        # Against the uncapped truth, for reference (papers differ on this).
+        "rmse_uncapped_truth": round(rmse(pred, true), 3),
+        "score_uncapped_truth": round(phm08_score(pred, true), 1),
+        "n_test_engines": len(true),
+    }
+
+
+def train_subset(
+    data_dir: Path,
+    subset: str,
+    config: TrainConfig | None = None,
+    progress: Progress = _noop,
+) -> SubsetResult:
+    config = config or TrainConfig()
+    progress(subset, "loading", 0.0)
+    data = load_subset(data_dir, subset)
+    started = time.perf_counter()
+    model = fit_model(data.train, subset, config, progress)
+    seconds = time.perf_counter() - started
+    progress(subset, "evaluating", 0.96)
+    metrics = evaluate(model, data)
+    progress(subset, "done", 1.0)
+    return SubsetResult(subset, model, metrics, seconds, data.train_sha256, config)
+
+
+def register_result(result: SubsetResult, registry: Any) -> Any:
+    """Register a trained subset model as ``rul-<subset>`` and promote it to current."""
+    metrics = {**result.metrics, "train_seconds": round(result.train_seconds, 2)}
+    params = {
+        **asdict(result.config),
+        "subset": result.subset,
+        "sensors": result.model.pipeline.sensors,
+        "n_regimes": result.model.pipeline.n_regimes,
+        "n_features": len(result.model.pipeline.feature_names),
+    }
+    return registry.register(
+        f"rul-{result.subset}",
+        result.model,
+        params=params,
+        metrics=metrics,
+        data_hash=result.data_hash,
+        promote=True,
+    )

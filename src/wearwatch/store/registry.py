@@ -1,0 +1,428 @@
+"""A file-system model registry: versioned artifacts, checksums, an atomic ``current`` pointer.
+
+Layout under the root (default ``get_settings().registry_dir`` = ``<data_dir>/models``)::
+
+    <root>/<family>/v0001/model.pkl     the pickled object
+    <root>/<family>/v0001/meta.json     params, metrics, data hash, code version, sha256 per file
+    <root>/<family>/current.json        {"version": 3, "stack": [1, 3], "history": [...]}
+
+* A version directory is written under a temporary name and renamed into place, so a version
+  either exists completely or not at all.
+* ``current.json`` is replaced atomically (temp file + fsync + ``os.replace``): a reader sees the
+  old pointer or the new one, never a partial file. Writers serialise on a ``flock``.
+* Before *any* load the artifact's sha256 is compared with the one recorded at registration; on
+  mismatch :class:`ChecksumMismatch` is raised and the bytes are never unpickled. The bytes
+  that are hashed are the very bytes that are unpickled (no re-read in between). The checksum
+  protects against corruption and accidental edits, not against an attacker who can also
+  rewrite ``meta.json`` — only load registries you trust.
+* ``promote`` pushes a version on the pointer's stack; ``rollback`` pops it, so ``current``
+  returns to the version that was current before. Every action is kept in ``history``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import pickle
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+try:  # POSIX advisory locks for writers; readers never need them.
+    import fcntl
+except ImportError:  # pragma: no cover - non-POSIX platforms
+    fcntl = None  # type: ignore[assignment]
+
+ARTIFACT = "model.pkl"
+META = "meta.json"
+POINTER = "current.json"
+_FAMILY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_VERSION_DIR_RE = re.compile(r"^v(\d{4,})$")
+
+
+class RegistryError(Exception):
+    """Base class of registry errors; the message is one line meant for a human."""
+
+
+class UnknownFamily(RegistryError, LookupError):
+    pass
+
+
+class UnknownVersion(RegistryError, LookupError):
+    pass
+
+
+class ChecksumMismatch(RegistryError):
+    """An artifact's bytes do not hash to the sha256 recorded when it was registered."""
+
+    def __init__(self, path: Path, expected: str, actual: str) -> None:
+        self.path = Path(path)
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"checksum mismatch for {self.path}: expected sha256 {expected}, got {actual}; "
+            "refusing to load"
+        )
+
+
+def _utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", commit) else None
+
+
+def code_version() -> dict[str, str | None]:
+    from wearwatch import __version__
+
+    return {"wearwatch": __version__, "git_commit": _git_commit()}
+
+
+def parse_version(value: int | str) -> int:
+    """``3``, ``"3"``, ``"v3"`` and ``"v0003"`` all mean version 3."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        text = str(value).strip().lower().removeprefix("v")
+        if not text.isdigit():
+            raise UnknownVersion(f"bad version {value!r}: expected a number like 3 or v0003")
+        number = int(text)
+    if number < 1:
+        raise UnknownVersion(f"bad version {value!r}: versions start at 1")
+    return number
+
+
+def version_tag(number: int) -> str:
+    return f"v{number:04d}"
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new content, never a mix."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    family: str
+    version: int
+    created_at: str
+    data_hash: str
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    code_version: dict[str, str | None] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+    object_type: str = ""
+    path: Path = Path()
+
+    @property
+    def tag(self) -> str:
+        return version_tag(self.version)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["path"] = str(self.path)
+        out["tag"] = self.tag
+        return out
+
+
+class ModelRegistry:
+    def __init__(self, root: Path | str | None = None) -> None:
+        if root is None:
+            from wearwatch.config import get_settings
+
+            root = get_settings().registry_dir
+        self.root = Path(root)
+
+    # ----------------------------------------------------------------- paths & validation
+    def _family_dir(self, family: str) -> Path:
+        if not isinstance(family, str) or not _FAMILY_RE.match(family):
+            raise UnknownFamily(
+                f"bad model family name {family!r}: use letters, digits, '.', '_' or '-'"
+            )
+        return self.root / family
+
+    def _existing_family_dir(self, family: str) -> Path:
+        path = self._family_dir(family)
+        if not path.is_dir() or not self._version_numbers(path):
+            known = ", ".join(self.families()) or "none registered yet"
+            raise UnknownFamily(f"unknown model family {family!r} (known: {known})")
+        return path
+
+    @staticmethod
+    def _version_numbers(family_dir: Path) -> list[int]:
+        numbers = []
+        with contextlib.suppress(FileNotFoundError):
+            for child in family_dir.iterdir():
+                match = _VERSION_DIR_RE.match(child.name)
+                if match and (child / META).is_file():
+                    numbers.append(int(match.group(1)))
+        return sorted(numbers)
+
+    @contextlib.contextmanager
+    def _lock(self, family_dir: Path) -> Iterator[None]:
+        family_dir.mkdir(parents=True, exist_ok=True)
+        with open(family_dir / ".lock", "a+b") as fh:
+            if fcntl is not None:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    # ----------------------------------------------------------------- reading metadata
+    def families(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            child.name
+            for child in self.root.iterdir()
+            if child.is_dir() and _FAMILY_RE.match(child.name) and self._version_numbers(child)
+        )
+
+    def _read_meta(self, family: str, number: int) -> ModelVersion:
+        vdir = self._family_dir(family) / version_tag(number)
+        try:
+            raw = json.loads((vdir / META).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UnknownVersion(
+                f"model {family!r} has no version {version_tag(number)} "
+                f"(known: {', '.join(map(version_tag, self._version_numbers(vdir.parent)))})"
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise RegistryError(f"{vdir / META} is not valid JSON: {exc}") from None
+        return ModelVersion(
+            family=raw["family"],
+            version=int(raw["version"]),
+            created_at=raw["created_at"],
+            data_hash=raw.get("data_hash", ""),
+            params=raw.get("params", {}),
+            metrics=raw.get("metrics", {}),
+            code_version=raw.get("code_version", {}),
+            artifacts=raw.get("artifacts", {}),
+            object_type=raw.get("object_type", ""),
+            path=vdir,
+        )
+
+    def pointer(self, family: str) -> dict[str, Any]:
+        """The parsed ``current.json`` of a family (empty pointer if never promoted)."""
+        path = self._family_dir(family) / POINTER
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"version": None, "stack": [], "history": []}
+        except json.JSONDecodeError as exc:
+            raise RegistryError(f"{path} is corrupt ({exc}); restore it from history") from None
+        if not isinstance(data, dict) or "version" not in data:
+            raise RegistryError(f"{path} is corrupt: no 'version' key")
+        data.setdefault("stack", [] if data["version"] is None else [data["version"]])
+        data.setdefault("history", [])
+        return data
+
+    def current_version(self, family: str) -> int | None:
+        version = self.pointer(family)["version"]
+        return None if version is None else int(version)
+
+    def list(self, family: str | None = None) -> list[ModelVersion]:
+        families = [family] if family is not None else self.families()
+        out: list[ModelVersion] = []
+        for name in families:
+            family_dir = self._existing_family_dir(name)
+            out.extend(self._read_meta(name, n) for n in self._version_numbers(family_dir))
+        return out
+
+    def show(self, family: str, version: int | str | None = None) -> ModelVersion:
+        """One version's metadata; ``None`` means the current one (or the latest if none is)."""
+        family_dir = self._existing_family_dir(family)
+        if version is None:
+            number = self.current_version(family)
+            if number is None:
+                number = self._version_numbers(family_dir)[-1]
+        else:
+            number = parse_version(version)
+        return self._read_meta(family, number)
+
+    # ----------------------------------------------------------------- writing
+    def register(
+        self,
+        family: str,
+        obj: Any,
+        *,
+        params: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+        data_hash: str = "",
+        promote: bool = False,
+    ) -> ModelVersion:
+        """Store ``obj`` as the next version of ``family`` (and make it current if ``promote``)."""
+        family_dir = self._family_dir(family)
+        family_dir.mkdir(parents=True, exist_ok=True)
+        payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        meta: dict[str, Any] = {
+            "family": family,
+            "created_at": _utcnow(),
+            "data_hash": data_hash,
+            "params": params or {},
+            "metrics": metrics or {},
+            "code_version": code_version(),
+            "artifacts": {ARTIFACT: sha256_bytes(payload)},
+            "object_type": f"{type(obj).__module__}.{type(obj).__qualname__}",
+        }
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=family_dir))
+        try:
+            with open(staging / ARTIFACT, "wb") as fh:
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            with self._lock(family_dir):
+                numbers = self._version_numbers(family_dir)
+                number = (numbers[-1] if numbers else 0) + 1
+                meta["version"] = number
+                (staging / META).write_text(
+                    json.dumps(meta, indent=2, sort_keys=True, default=str), encoding="utf-8"
+                )
+                os.rename(staging, family_dir / version_tag(number))
+                _fsync_dir(family_dir)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if promote:
+            self.promote(family, number)
+        return self._read_meta(family, number)
+
+    def _write_pointer(self, family_dir: Path, pointer: dict[str, Any]) -> None:
+        data = json.dumps(pointer, indent=2, sort_keys=True).encode("utf-8")
+        atomic_write_bytes(family_dir / POINTER, data)
+
+    def promote(self, family: str, version: int | str) -> ModelVersion:
+        family_dir = self._existing_family_dir(family)
+        number = parse_version(version)
+        mv = self._read_meta(family, number)  # raises UnknownVersion
+        with self._lock(family_dir):
+            pointer = self.pointer(family)
+            if pointer["version"] == number:
+                return mv
+            stack = [int(v) for v in pointer["stack"]]
+            stack.append(number)
+            history = [
+                *pointer["history"],
+                {
+                    "action": "promote",
+                    "version": number,
+                    "from": pointer["version"],
+                    "at": _utcnow(),
+                },
+            ]
+            self._write_pointer(family_dir, {"version": number, "stack": stack, "history": history})
+        return mv
+
+    def rollback(self, family: str) -> ModelVersion:
+        """Make the previously current version current again."""
+        family_dir = self._existing_family_dir(family)
+        with self._lock(family_dir):
+            pointer = self.pointer(family)
+            stack = [int(v) for v in pointer["stack"]]
+            if len(stack) < 2:
+                raise RegistryError(
+                    f"model {family!r}: nothing to roll back to "
+                    f"(current: {version_tag(stack[-1]) if stack else 'none'})"
+                )
+            previous = stack[-2]
+            mv = self._read_meta(family, previous)
+            history = [
+                *pointer["history"],
+                {"action": "rollback", "version": previous, "from": stack[-1], "at": _utcnow()},
+            ]
+            self._write_pointer(
+                family_dir, {"version": previous, "stack": stack[:-1], "history": history}
+            )
+        return mv
+
+    # ----------------------------------------------------------------- loading
+    def _verified_bytes(self, mv: ModelVersion) -> bytes:
+        expected = mv.artifacts.get(ARTIFACT)
+        path = mv.path / ARTIFACT
+        if not expected:
+            raise RegistryError(f"{mv.path / META} records no checksum for {ARTIFACT}")
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise RegistryError(f"artifact missing: {path}") from None
+        actual = sha256_bytes(data)
+        if actual != expected:
+            raise ChecksumMismatch(path, expected, actual)
+        return data
+
+    def verify(self, family: str, version: int | str | None = None) -> ModelVersion:
+        """Check a version's artifact against its recorded sha256 without loading it."""
+        mv = self._resolve(family, version)
+        self._verified_bytes(mv)
+        return mv
+
+    def _resolve(self, family: str, version: int | str | None) -> ModelVersion:
+        self._existing_family_dir(family)
+        if version is None:
+            number = self.current_version(family)
+            if number is None:
+                raise RegistryError(f"model {family!r} has no current version; promote one first")
+        else:
+            number = parse_version(version)
+        return self._read_meta(family, number)
+
+    def load(self, family: str, version: int | str | None = None) -> Any:
+        """The object of ``version`` (``None``: the current one), after checksum verification."""
+        return self.load_with_meta(family, version)[0]
+
+    def load_with_meta(
+        self, family: str, version: int | str | None = None
+    ) -> tuple[Any, ModelVersion]:
+        mv = self._resolve(family, version)
+        data = self._verified_bytes(mv)
+        return pickle.loads(data), mv  # verified bytes only

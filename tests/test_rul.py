@@ -1,0 +1,273 @@
+"""C-MAPSS RUL: PHM08 score, past-only features, CLI errors, a small end-to-end training."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from wearwatch.learn.rul.data import COLUMNS, SENSORS, default_data_dir, load_subset, read_table
+from wearwatch.learn.rul.features import FeaturePipeline
+from wearwatch.learn.rul.inference import predict_engine
+from wearwatch.learn.rul.metrics import horizon_metrics, mae, phm08_score, rmse
+from wearwatch.store.registry import ModelRegistry
+
+DATA = default_data_dir()
+needs_data = pytest.mark.skipif(
+    not (DATA / "train_FD001.txt").is_file(), reason=f"C-MAPSS not found in {DATA}"
+)
+E1 = math.e - 1.0
+
+
+# ---------------------------------------------------------------------------- metrics
+def test_phm08_score_known_values() -> None:
+    assert phm08_score([87.0], [100.0]) == pytest.approx(E1)  # d = -13 (early)
+    assert phm08_score([110.0], [100.0]) == pytest.approx(E1)  # d = +10 (late)
+    assert phm08_score([50.0], [50.0]) == 0.0
+    assert phm08_score([74.0], [100.0]) == pytest.approx(math.exp(2) - 1)  # d = -26
+    assert phm08_score([120.0], [100.0]) == pytest.approx(math.exp(2) - 1)  # d = +20
+    # Asymmetry: being late costs more than being early by the same amount.
+    late, early = phm08_score([110.0], [100.0]), phm08_score([90.0], [100.0])
+    assert early == pytest.approx(math.exp(10 / 13) - 1)
+    assert late > early
+    # It is a sum over engines.
+    assert phm08_score([87.0, 110.0, 5.0], [100.0, 100.0, 5.0]) == pytest.approx(2 * E1)
+    assert phm08_score([], []) == 0.0
+
+
+def test_rmse_mae_and_horizon_metrics() -> None:
+    assert rmse([3.0, -3.0], [0.0, 0.0]) == pytest.approx(3.0)
+    assert mae([1.0, -3.0], [0.0, 0.0]) == pytest.approx(2.0)
+    h = horizon_metrics([0.9, 0.8, 0.2, 0.6], [True, False, False, True])
+    assert h["precision"] == pytest.approx(2 / 3)
+    assert h["recall"] == pytest.approx(1.0)
+    assert h["f1"] == pytest.approx(0.8)
+    assert h["roc_auc"] == pytest.approx(0.75)
+
+
+# ---------------------------------------------------------------------------- features
+def _units(frame: pd.DataFrame, units: list[int]) -> pd.DataFrame:
+    return frame[frame["unit"].isin(units)].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def fd002_small() -> tuple[FeaturePipeline, pd.DataFrame]:
+    if not (DATA / "train_FD002.txt").is_file():
+        pytest.skip(f"C-MAPSS not found in {DATA}")
+    train = load_subset(DATA, "FD002").train
+    small = _units(train, list(range(1, 31)))
+    return FeaturePipeline(n_regimes=6, seed=7).fit(small), small
+
+
+@pytest.fixture(scope="module")
+def fd001_small() -> tuple[FeaturePipeline, pd.DataFrame]:
+    if not (DATA / "train_FD001.txt").is_file():
+        pytest.skip(f"C-MAPSS not found in {DATA}")
+    train = load_subset(DATA, "FD001").train
+    small = _units(train, list(range(1, 21)))
+    return FeaturePipeline(n_regimes=1).fit(small), small
+
+
+@pytest.mark.parametrize("which", ["fd001_small", "fd002_small"])
+def test_features_of_a_cycle_ignore_later_cycles(which: str, request) -> None:
+    pipeline, frame = request.getfixturevalue(which)
+    full = pipeline.transform(frame)
+    assert list(full.columns) == pipeline.feature_names
+    assert len(full) == len(frame) and np.isfinite(full.to_numpy()).all()
+    rng = np.random.default_rng(0)
+    for unit in (1, 4, 9, 17):
+        rows = np.flatnonzero(frame["unit"].to_numpy() == unit)
+        # Cut points: the very start, inside the first windows, and random later ones.
+        cuts = {1, 2, 7, 31, *rng.integers(3, len(rows), size=4).tolist()}
+        for cut in sorted(cuts):
+            keep = np.ones(len(frame), dtype=bool)
+            keep[rows[cut:]] = False  # drop this engine's cycles after the cut
+            truncated = pipeline.transform(frame[keep].reset_index(drop=True))
+            expected = full[keep].reset_index(drop=True)
+            np.testing.assert_allclose(
+                truncated.to_numpy(), expected.to_numpy(), rtol=1e-9, atol=1e-9
+            )
+            # Changing the future (instead of removing it) must not change the past either.
+            wild = frame.astype({s: np.float64 for s in SENSORS})
+            wild.loc[rows[cut:], SENSORS] *= 1.5
+            wild.loc[rows[cut:], "op_setting_1"] += 10.0
+            changed = pipeline.transform(wild)
+            np.testing.assert_allclose(
+                changed.to_numpy()[rows[:cut]], full.to_numpy()[rows[:cut]], rtol=1e-9, atol=1e-9
+            )
+
+
+def test_feature_pipeline_drops_constant_sensors_and_normalises_per_regime(fd002_small):
+    pipeline, frame = fd002_small
+    assert pipeline.regime_model is not None
+    regimes = pipeline.regimes(frame)
+    assert sorted(np.unique(regimes).tolist()) == list(range(6))
+    # sensor_1 (fan inlet temperature) only moves with the operating regime: dropped.
+    assert "sensor_1" not in pipeline.sensors and "sensor_11" in pipeline.sensors
+    z = pipeline.transform(frame)[pipeline.sensors].to_numpy()
+    for r in range(6):
+        block = z[regimes == r]
+        np.testing.assert_allclose(block.mean(axis=0), 0.0, atol=1e-6)
+        np.testing.assert_allclose(block.std(axis=0), 1.0, atol=1e-6)
+
+
+def test_read_table_parses_trailing_spaces(tmp_path: Path) -> None:
+    row = " ".join(["2", "5", "0.1", "0.2", "100.0", *["1.5"] * 21]) + "  \n"
+    first = " ".join(["2", "4", "0.1", "0.2", "100.0", *["1.0"] * 21]) + " \n"
+    path = tmp_path / "train_FD009.txt"
+    path.write_text(row + first)
+    frame = read_table(path)
+    assert list(frame.columns) == COLUMNS
+    assert frame["cycle"].tolist() == [4, 5]  # sorted by unit, cycle
+    assert frame["sensor_21"].tolist() == [1.0, 1.5]
+
+
+# ---------------------------------------------------------------------------- CLI errors
+def _run(*args: str):
+    from wearwatch.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_train_cmapss_without_data_is_one_line(tmp_path: Path) -> None:
+    res = _run("train", "cmapss", "--data", "/nonexistent")
+    assert res.exit_code != 0
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1
+    line = lines[0]
+    assert line.startswith("error: ") and "/nonexistent" in line
+    assert "NASA" in line and "Turbofan Engine Degradation Simulation" in line
+    assert all(n in line for n in ("train_FD001.txt", "test_FD001.txt", "RUL_FD001.txt"))
+    (tmp_path / "train_FD003.txt").write_text("")
+    res = _run("train", "cmapss", "--subset", "all", "--data", str(tmp_path))
+    assert res.exit_code != 0 and "RUL_FD004.txt" in res.output
+    assert len([ln for ln in res.output.splitlines() if ln.strip()]) == 1
+
+
+def test_train_cmapss_unknown_subset_is_one_line() -> None:
+    res = _run("train", "cmapss", "--subset", "FD007", "--data", "/nonexistent")
+    assert res.exit_code != 0
+    assert [ln for ln in res.output.splitlines() if ln.strip()] == [
+        "error: unknown subset 'FD007': choose one of FD001, FD002, FD003, FD004 or all"
+    ]
+
+
+# ---------------------------------------------------------------------------- end to end
+SMALL = {"n_estimators": 80, "clf_n_estimators": 40, "learning_rate": 0.1}
+
+
+@pytest.fixture(scope="module")
+def small_fd001(tmp_path_factory):
+    """FD001 with few trees, registered in a temporary registry."""
+    from wearwatch.learn.rul.train import TrainConfig, register_result, train_subset
+
+    if not (DATA / "train_FD001.txt").is_file():
+        pytest.skip(f"C-MAPSS not found in {DATA}")
+    stages: list[str] = []
+    result = train_subset(
+        DATA, "FD001", TrainConfig(**SMALL), progress=lambda s, stage, f: stages.append(stage)
+    )
+    registry = ModelRegistry(tmp_path_factory.mktemp("registry"))
+    mv = register_result(result, registry)
+    return result, registry, mv, stages
+
+
+@needs_data
+def test_small_fd001_training_is_sane_and_registered(small_fd001) -> None:
+    result, registry, mv, stages = small_fd001
+    m = result.metrics
+    assert m["n_test_engines"] == 100
+    assert m["rmse"] < 25.0 and m["mae"] < m["rmse"]
+    assert 0 < m["score"] < 5000
+    assert m["horizon"]["roc_auc"] > 0.9
+    assert set(result.summary()) == {"rmse", "score", "mae", "horizon", "train_seconds"}
+    assert {"features", "RUL regressor", "horizon classifier", "done"} <= set(stages)
+    assert (mv.family, mv.version) == ("rul-FD001", 1)
+    assert registry.current_version("rul-FD001") == 1
+    assert mv.metrics["rmse"] == m["rmse"] and mv.params["n_estimators"] == 80
+    assert len(mv.data_hash) == 64
+    loaded = registry.load("rul-FD001")
+    test = load_subset(DATA, "FD001").test
+    np.testing.assert_allclose(
+        loaded.predict_last(test)["rul"], result.model.predict_last(test)["rul"]
+    )
+
+
+@needs_data
+def test_predict_engine_on_one_history(small_fd001) -> None:
+    result, registry, _, _ = small_fd001
+    data = load_subset(DATA, "FD001")
+    engine = data.test[data.test["unit"] == 3]
+    out = predict_engine(engine, registry)  # current rul-FD001 from the registry
+    assert set(out) == {"rul", "horizon_probability"}
+    row = result.model.predict_last(engine)
+    assert out["rul"] == pytest.approx(float(row["rul"].iloc[0]))
+    assert out == predict_engine(engine.drop(columns="unit").iloc[::-1], result.model)
+    # A training engine near its failure vs. early in life.
+    run = data.train[data.train["unit"] == 5][COLUMNS]
+    near_end = predict_engine(run, result.model)
+    early = predict_engine(run.head(40), result.model)
+    assert near_end["rul"] < 25 and near_end["horizon_probability"] > 0.5
+    assert early["rul"] > 90 and early["horizon_probability"] < 0.1
+    with pytest.raises(ValueError, match="ONE engine"):
+        predict_engine(data.test[data.test["unit"].isin([1, 2])], result.model)
+    with pytest.raises(ValueError, match="missing C-MAPSS columns"):
+        predict_engine(engine.drop(columns="sensor_4"), result.model)
+
+
+@needs_data
+def test_train_cmapss_cli_json_registers_and_promotes(tmp_path, monkeypatch) -> None:
+    import wearwatch.learn.rul.train as train_mod
+    from wearwatch.config import get_settings
+
+    monkeypatch.setenv("WEARWATCH_DATA_DIR", str(tmp_path / "var"))
+    get_settings.cache_clear()
+    monkeypatch.setattr(train_mod, "TrainConfig", functools.partial(train_mod.TrainConfig, **SMALL))
+    try:
+        first = _run("train", "cmapss", "--subset", "fd001", "--data", str(DATA), "--json")
+        second = _run("train", "cmapss", "--subset", "FD001", "--data", str(DATA), "--json")
+    finally:
+        get_settings.cache_clear()
+    assert first.exit_code == 0, first.output
+    out = json.loads(first.output)  # exactly one JSON object
+    assert list(out) == ["FD001"]
+    assert set(out["FD001"]) == {"rmse", "score", "mae", "horizon", "train_seconds"}
+    assert set(out["FD001"]["horizon"]) == {"precision", "recall", "f1", "roc_auc"}
+    assert out["FD001"]["rmse"] < 25
+    assert json.loads(second.output)["FD001"]["rmse"] == out["FD001"]["rmse"]  # deterministic
+    registry = ModelRegistry(tmp_path / "var" / "models")
+    assert [v.version for v in registry.list("rul-FD001")] == [1, 2]
+    assert registry.current_version("rul-FD001") == 2
+    registry.rollback("rul-FD001")
+    assert registry.current_version("rul-FD001") == 1
+    assert registry.load("rul-FD001").subset == "FD001"
+
+
+def test_cmapss_dir_setting_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wearwatch.config import get_settings
+
+    monkeypatch.setenv("WEARWATCH_CMAPSS_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        assert default_data_dir() == tmp_path
+        res = _run("train", "cmapss")  # no --data: the setting is used, and it is empty
+    finally:
+        get_settings.cache_clear()
+    assert res.exit_code != 0 and str(tmp_path) in res.output
+
+
+def test_single_class_horizon_gives_null_auc_in_json() -> None:
+    from wearwatch.cli.train import _finite
+
+    h = horizon_metrics([0.1, 0.2], [False, False])
+    assert math.isnan(h["roc_auc"]) and h["precision"] == 0.0
+    assert (
+        json.loads(json.dumps(_finite({"FD001": {"horizon": h}})))["FD001"]["horizon"]["roc_auc"]
+        is None
+    )

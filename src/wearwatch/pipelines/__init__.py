@@ -17,8 +17,15 @@ def _reading_totals(**params: Any) -> KeyedOperator:
     return ReadingTotalsOperator(**params)
 
 
+def _mill(**params: Any) -> KeyedOperator:
+    from wearwatch.pipelines.mill.operator import MillOperator
+
+    return MillOperator(**params)
+
+
 PIPELINES: dict[str, Callable[..., KeyedOperator]] = {
     "reading_totals": _reading_totals,
+    "mill": _mill,
 }
 
 

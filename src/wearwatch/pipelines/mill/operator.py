@@ -1,0 +1,66 @@
+"""The mill pipeline as a runtime operator.
+
+``mill.passes`` carries both halves of the join (PassRequest and PassActual) and is keyed by
+product line: every pass of a line lands on one partition, so the line's learners see all of
+its passes, in the log's order, and a replay sees the same order. One :class:`MillPipeline`
+lives in each partition's state and is checkpointed with it (learners included), so a worker
+killed mid-run and restarted makes the same decisions as one that never stopped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wearwatch.events import PassActual, PassOutcome, PassRequest, Setpoint
+from wearwatch.pipelines.mill.pipeline import MillPipeline, MillPipelineConfig
+from wearwatch.pipelines.mill.router import RouterConfig
+from wearwatch.runtime.operator import Context, KeyedOperator
+
+PASSES_TOPIC = "mill.passes"
+DECISIONS_TOPIC = "mill.decisions"
+OUTCOMES_TOPIC = "mill.outcomes"
+TWIN_TOPIC = "mill.twin"
+CONTROL_TOPIC = "mill.control"
+
+#: Pipeline counters mirrored into the runtime's per-partition counters.
+_MIRRORED = {"duplicates": "duplicate", "orphans": "orphans", "joined": "joined"}
+
+
+class MillOperator(KeyedOperator):
+    name = "mill"
+    input_topic = PASSES_TOPIC
+    input_type = PassRequest | PassActual
+    outputs = (DECISIONS_TOPIC, OUTCOMES_TOPIC)
+
+    def __init__(self, **config: Any) -> None:
+        router = config.pop("router", None)
+        if isinstance(router, dict):
+            router = RouterConfig(**router)
+        self.config = MillPipelineConfig(**config, **({"router": router} if router else {}))
+
+    def key(self, event: PassRequest | PassActual) -> str:
+        return event.slab_id
+
+    def _pipeline(self, ctx: Context) -> MillPipeline:
+        pipeline = ctx.state.extra.get("mill")
+        if pipeline is None:
+            pipeline = ctx.state.extra["mill"] = MillPipeline(self.config)
+        return pipeline
+
+    def process(self, event: PassRequest | PassActual, key: str, ts: float, ctx: Context) -> None:
+        pipeline = self._pipeline(ctx)
+        pipeline.on_watermark(ctx.watermark)
+        for out in pipeline.on_event(event, ctx.watermark):
+            if isinstance(out, Setpoint):
+                ctx.emit(DECISIONS_TOPIC, out.line, out)
+            elif isinstance(out, PassOutcome):
+                ctx.emit(OUTCOMES_TOPIC, out.line, out)
+        counters = ctx.state.counters
+        for source, target in _MIRRORED.items():
+            counters[target] = pipeline.counters[source]
+
+    def on_late(self, event: PassRequest | PassActual, raw_offset: int, ts: float,
+                ctx: Context) -> None:
+        """The join has its own TTL: a late half still reaches it and is counted there
+        (as a late orphan), instead of going to the dead letters."""
+        self.process(event, self.key(event), ts, ctx)

@@ -1,0 +1,145 @@
+"""The mill pipeline on the log: crash equivalence of learner state through the worker, the
+router's limits checked over the decisions topic, outcomes in the analytics store."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from wearwatch.bus.base import read_all
+from wearwatch.bus.sqlite import SqliteLog
+from wearwatch.events import PassActual, PassRequest, Setpoint
+from wearwatch.pipelines.mill.operator import (
+    DECISIONS_TOPIC,
+    OUTCOMES_TOPIC,
+    PASSES_TOPIC,
+    MillOperator,
+)
+from wearwatch.runtime.worker import Worker, WorkerOptions
+from wearwatch.store.analytics import AnalyticsStore, sink_topics
+from wearwatch.twin.mill.publish import publish
+from wearwatch.twin.mill.simulation import MillTwin, MillTwinConfig
+
+GROUP = "mill"
+
+
+def _publish(path: Path, scenario: str, passes: int, batch: int = 200) -> SqliteLog:
+    log = SqliteLog(path)
+    twin = MillTwin(
+        MillTwinConfig(
+            seed=3,
+            scenario=scenario,
+            planned_passes=passes,
+            loss_share=0.02,
+            duplicate_share=0.02,
+            late_share=0.01,
+        )
+    )
+    publish(log, twin.events(max_passes=passes), batch=batch)
+    return log
+
+
+def _run(log: SqliteLog) -> dict[str, int]:
+    options = WorkerOptions(exit_when_idle=True, poll_timeout_s=0.0)
+    return dict(Worker(log, MillOperator(), GROUP, options).run(install_signals=False))
+
+
+def _decisions(log: SqliteLog) -> list[tuple[str, bytes]]:
+    return sorted((r.rid, r.value) for r in read_all(log, DECISIONS_TOPIC))
+
+
+@pytest.mark.parametrize("scenario", ["none", "gradual", "abrupt"])
+def test_router_never_serves_outside_its_limits_and_explains_every_fallback(
+    tmp_path: Path, scenario: str
+) -> None:
+    log = _publish(tmp_path / "log.db", scenario, 900)
+    counters = _run(log)
+    requests = {
+        (e.slab_id, e.pass_no): e
+        for r in read_all(log, PASSES_TOPIC)
+        for e in msgspec.json.decode(r.value, type=list[PassRequest | PassActual])
+        if isinstance(e, PassRequest)
+    }
+    decisions = [
+        msgspec.json.decode(r.value, type=Setpoint) for r in read_all(log, DECISIONS_TOPIC)
+    ]
+    assert len(decisions) == len(requests) == 900
+    sources = {d.source for d in decisions}
+    assert "model" in sources and "physics" in sources
+    for d in decisions:
+        rating = requests[(d.slab_id, d.pass_no)].rating_force_kn
+        assert 0.8 * d.baseline_force_kn - 1e-6 <= d.served_force_kn
+        assert d.served_force_kn <= min(1.25 * d.baseline_force_kn, rating) + 1e-6
+        if d.source != "model":
+            assert d.reason and d.reason != "model", d
+    assert counters["duplicate"] > 0 and counters["orphans"] > 0
+    store = AnalyticsStore(tmp_path / "a.duckdb")
+    sink_topics(log, store, [OUTCOMES_TOPIC], "sink")
+    assert store.count("pass_outcomes") == counters["joined"]
+
+
+def _committed(path: Path) -> int:
+    with sqlite3.connect(path, timeout=30) as conn:
+        row = conn.execute(
+            "SELECT COALESCE(SUM(next_offset), 0) FROM group_offsets WHERE grp=?", (GROUP,)
+        ).fetchone()
+    return int(row[0])
+
+
+@pytest.mark.slow
+def test_killed_mill_worker_makes_the_same_decisions_as_an_uninterrupted_one(
+    tmp_path: Path,
+) -> None:
+    reference = tmp_path / "reference.db"
+    log = _publish(reference, "abrupt", 1500, batch=4)
+    log.close()
+    crashed = tmp_path / "crashed.db"
+    shutil.copy(reference, crashed)
+    log = SqliteLog(reference)
+    _run(log)
+    expected = _decisions(log)
+    expected_outcomes = sorted((r.rid, r.value) for r in read_all(log, OUTCOMES_TOPIC))
+    total = sum(log.end_offsets(PASSES_TOPIC).values())
+    log.close()
+
+    env = dict(os.environ, WEARWATCH_CHECKPOINT_INTERVAL_S="0.02", WEARWATCH_POLL_MAX_RECORDS="2")
+    cmd = [
+        sys.executable,
+        "-m",
+        "wearwatch",
+        "worker",
+        "mill",
+        "--group",
+        GROUP,
+        "--bus",
+        f"sqlite:///{crashed}",
+        "--exit-when-idle",
+        "--quiet",
+    ]
+    kills = 0
+    for target in sorted(random.Random(9).uniform(0.05, 0.9) * total for _ in range(5)):
+        proc = subprocess.Popen(cmd, env=env)
+        deadline = time.monotonic() + 120
+        while _committed(crashed) < target and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 3
+    assert subprocess.run(cmd, env=env, timeout=300).returncode == 0
+
+    log = SqliteLog(crashed)
+    assert _decisions(log) == expected
+    assert sorted((r.rid, r.value) for r in read_all(log, OUTCOMES_TOPIC)) == expected_outcomes

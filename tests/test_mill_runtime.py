@@ -18,11 +18,20 @@ import pytest
 
 from wearwatch.bus.base import read_all
 from wearwatch.bus.sqlite import SqliteLog
-from wearwatch.events import PassActual, PassRequest, Setpoint
+from wearwatch.events import (
+    DriftDetected,
+    MaintenanceEvent,
+    PassActual,
+    PassRequest,
+    Setpoint,
+    TwinTelemetry,
+)
 from wearwatch.pipelines.mill.operator import (
     DECISIONS_TOPIC,
+    DRIFT_TOPIC,
     OUTCOMES_TOPIC,
     PASSES_TOPIC,
+    TWIN_TOPIC,
     MillOperator,
 )
 from wearwatch.runtime.worker import Worker, WorkerOptions
@@ -83,6 +92,18 @@ def test_router_never_serves_outside_its_limits_and_explains_every_fallback(
         if d.source != "model":
             assert d.reason and d.reason != "model", d
     assert counters["duplicate"] > 0 and counters["orphans"] > 0
+    drifts = [msgspec.json.decode(r.value, type=DriftDetected) for r in read_all(log, DRIFT_TOPIC)]
+    assert counters.get("drifts", 0) == len(drifts)
+    if scenario == "abrupt":
+        truth = [
+            e
+            for r in read_all(log, TWIN_TOPIC)
+            for e in msgspec.json.decode(r.value, type=list[MaintenanceEvent | TwinTelemetry])
+        ]
+        (shock,) = [
+            e.ts for e in truth if isinstance(e, MaintenanceEvent) and e.kind == "fault_onset"
+        ]
+        assert any(d.learner == "rls" and d.ts >= shock for d in drifts)  # recorded as events
     store = AnalyticsStore(tmp_path / "a.duckdb")
     sink_topics(log, store, [OUTCOMES_TOPIC], "sink")
     assert store.count("pass_outcomes") == counters["joined"]

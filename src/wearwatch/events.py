@@ -100,6 +100,14 @@ class PassOutcome(Event, tag="pass_outcome", kw_only=True):
     router_state: str = ""
 
 
+class DriftDetected(Event, tag="drift_detected", kw_only=True):
+    """A learner's drift detector fired (the learner re-adapts; the router keeps watching)."""
+
+    line: Id
+    learner: Id
+    detections: int
+
+
 class TwinTelemetry(Event, tag="twin_telemetry", kw_only=True):
     """Ground truth from a twin (e.g. true roll wear); never a pipeline feature."""
 
@@ -179,6 +187,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     PassActual,
     Setpoint,
     PassOutcome,
+    DriftDetected,
     TwinTelemetry,
     Reading,
     FeatureVector,
@@ -194,6 +203,7 @@ AnyEvent = (
     | PassActual
     | Setpoint
     | PassOutcome
+    | DriftDetected
     | TwinTelemetry
     | Reading
     | FeatureVector

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from wearwatch.cli import bench, config_cmd, mill, models, train, twin, worker
+from wearwatch.cli import bench, config_cmd, demo, mill, models, train, twin, worker
 
 app = typer.Typer(
     name="wearwatch",
@@ -20,6 +20,7 @@ app.add_typer(mill.app, name="mill")
 app.add_typer(train.app, name="train")
 app.add_typer(models.app, name="models")
 worker.register(app)
+demo.register(app)
 
 
 def main() -> None:

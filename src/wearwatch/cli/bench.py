@@ -37,3 +37,51 @@ def runtime(
     with Console(stderr=True).status("measuring the embedded log and the keyed pipeline…"):
         result = run_runtime_benchmark(events=events, rows=events, repeats=repeats, batch=batch)
     _print(result, as_json, "wearwatch runtime benchmark (medians)")
+
+
+@app.command("learners")
+def learners(
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    seed: int = typer.Option(7, help="seed of the drifting mill stream"),
+    passes: int = typer.Option(6000, min=200, help="passes in the stream"),
+    capymoa: bool = typer.Option(True, help="include MOA's AMRulesRegressor when available"),
+) -> None:
+    """Every mill learner on the same drifting stream: MAE/APE per phase, updates/s.
+
+    MOA's AMRulesRegressor runs through capymoa when a Java runtime and capymoa are
+    installed (`pip install -e '.[bench]'`); otherwise the output says why it did not run.
+    """
+    from wearwatch.learn.benchmark import run_learner_benchmark
+
+    with Console(stderr=True).status("streaming the drifting mill data through every learner…"):
+        report = run_learner_benchmark(seed=seed, passes=passes, include_capymoa=capymoa)
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    table = Table(
+        title=f"learners on the drifting mill stream ({report['stream']['samples']:,} passes)"
+    )
+    for col in ("learner", "updates/s", "APE after drift %", "MAE after drift kN", "APE overall %"):
+        table.add_column(col, justify="right" if col != "learner" else "left")
+    rows = dict(report["learners"])
+    if report["capymoa"].get("available"):
+        rows["MOA AMRulesRegressor (capymoa)"] = report["capymoa"]
+    for name, row in rows.items():
+        after = row.get("after_drift") or {}
+        overall = row.get("overall") or {}
+        label = f"{name} (default)" if name == report["default"] else name
+        table.add_row(
+            label,
+            f"{row['updates_per_s']:,.0f}",
+            _num(after.get("ape")),
+            _num(after.get("mae_kn")),
+            _num(overall.get("ape")),
+        )
+    console = Console()
+    console.print(table)
+    if not report["capymoa"].get("available"):
+        console.print(f"MOA AMRulesRegressor not run: {report['capymoa'].get('reason')}")
+
+
+def _num(value: object) -> str:
+    return f"{value:,.3f}" if isinstance(value, int | float) else "-"

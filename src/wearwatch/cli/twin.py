@@ -1,4 +1,4 @@
-"""``wearwatch twin``: run a twin and write its events (JSON lines) to stdout or a file."""
+"""``wearwatch twin``: run a twin against the log (or to JSON lines) and steer it live."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 
 from wearwatch.cli.errors import fail
 
-app = typer.Typer(help="twin", no_args_is_help=True)
+app = typer.Typer(help="Digital twins: run them, steer them.", no_args_is_help=True)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
 _UNIT = {"s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -28,10 +28,12 @@ def parse_duration(text: str) -> float:
     ValueError: duration 'ten minutes': expected a number with unit s, m or h (e.g. 90s, 10m, 2h)
     """
     match = _DURATION.match(text)
-    if not match or float(match.group(1)) <= 0:
+    if not match:
         raise ValueError(
             f"duration {text!r}: expected a number with unit s, m or h (e.g. 90s, 10m, 2h)"
         )
+    if float(match.group(1)) <= 0:
+        raise ValueError(f"duration {text!r}: must be greater than zero")
     return float(match.group(1)) * _UNIT[match.group(2)]
 
 
@@ -44,14 +46,21 @@ def mill_cmd(
         help="real-time pacing (60 = a virtual minute per second); 0 = as fast as possible",
     ),
     duration: str = typer.Option("10m", help="virtual duration, e.g. 90s, 10m, 2h"),
+    bus: str = typer.Option(None, help="log URL (default: WEARWATCH_BUS)"),
     out: Annotated[
-        Path | None, typer.Option("--out", help="write JSON lines here (default stdout)")
+        Path | None,
+        typer.Option("--out", help="write JSON lines to this file ('-' = stdout) instead"),
     ] = None,
     loss: float = typer.Option(0.01, help="share of measurements lost"),
     duplicate: float = typer.Option(0.01, help="share of measurements duplicated"),
     late: float = typer.Option(0.005, help="share of measurements delayed beyond the join TTL"),
 ) -> None:
-    """Run the hot strip mill twin; events in log order as JSON lines."""
+    """Run the hot strip mill twin against the configured log (or to JSON lines).
+
+    Passes go to mill.passes (keyed by product line), true wear and maintenance to
+    mill.twin. In paced runs (--speed > 0) the twin follows live commands from mill.control
+    (see `wearwatch twin command --help`).
+    """
     from wearwatch.events import encode
     from wearwatch.twin.mill.scenarios import SCENARIOS
     from wearwatch.twin.mill.simulation import MillTwin, MillTwinConfig, paced, planned_passes_for
@@ -78,16 +87,114 @@ def mill_cmd(
         fail(str(exc))
     twin = MillTwin(cfg)
     events = paced(twin, speed, until_s=seconds) if speed > 0 else twin.events(until_s=seconds)
-    sink = out.open("wb") if out else sys.stdout.buffer
-    try:
-        for event in events:
-            sink.write(encode(event) + b"\n")
-            if speed > 0:
-                sink.flush()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if out:
-            sink.close()
-        else:
+    if out is not None:
+        sink = sys.stdout.buffer if str(out) == "-" else out.open("wb")
+        try:
+            for event in events:
+                sink.write(encode(event) + b"\n")
+                if speed > 0:
+                    sink.flush()
+        except KeyboardInterrupt:
+            pass
+        finally:
             sink.flush()
+            if sink is not sys.stdout.buffer:
+                sink.close()
+        return
+    _publish_to_log(twin, events, bus, speed)
+
+
+def _publish_to_log(twin: object, events: object, bus: str | None, speed: float) -> None:
+    from rich.console import Console
+
+    from wearwatch.bus import open_log
+    from wearwatch.twin.mill.publish import PublishStats, publish
+
+    log = open_log(bus)
+    console = Console(stderr=True)
+
+    def progress(stats: PublishStats) -> None:
+        if speed > 0:
+            console.print(
+                f"passes={stats.passes:,} records={stats.records:,} "
+                f"commands={stats.commands} rejected={stats.rejected_commands}",
+                highlight=False,
+            )
+
+    try:
+        with console.status(f"mill twin → {log.url}"):
+            stats = publish(
+                log,
+                events,
+                twin=twin,
+                flush_every_s=1.0 if speed > 0 else 0.0,  # type: ignore[arg-type]
+                on_flush=progress,
+            )
+    except KeyboardInterrupt:
+        console.print("stopped")
+        return
+    finally:
+        log.close()
+    console.print(
+        f"mill twin: {stats.passes:,} passes, {stats.events:,} events in {stats.records:,} "
+        f"records → {log.url}"
+    )
+
+
+command_app = typer.Typer(
+    help="Send a live command to a running (paced) mill twin via mill.control.",
+    no_args_is_help=True,
+)
+app.add_typer(command_app, name="command")
+
+
+def _send(command: str, args: dict[str, object], bus: str | None) -> None:
+    from wearwatch.bus import open_log
+    from wearwatch.twin.mill.publish import send_command
+
+    log = open_log(bus)
+    try:
+        send_command(log, command, args)
+    except ValueError as exc:
+        fail(str(exc))
+    finally:
+        log.close()
+    typer.echo(f"sent {command} {args}")
+
+
+@command_app.command("set-wear")
+def set_wear(
+    wear: float = typer.Argument(..., help="roll wear, 0 (new) … 1.5"),
+    bus: str = typer.Option(None, help="log URL"),
+) -> None:
+    """Set the roll wear now."""
+    _send("set_wear", {"wear": wear}, bus)
+
+
+@command_app.command("shock")
+def shock(
+    wear: float = typer.Option(0.9, help="wear level after the shock"),
+    bus: str = typer.Option(None, help="log URL"),
+) -> None:
+    """An abrupt shock (e.g. a bearing failure) to the given wear level."""
+    _send("shock", {"wear": wear}, bus)
+
+
+@command_app.command("gradual")
+def gradual(
+    step: float = typer.Option(..., help="wear added per step (negative: recovery)"),
+    every: str = typer.Option(..., help="period between steps, e.g. 30s, 5m (> 0)"),
+    bus: str = typer.Option(None, help="log URL"),
+) -> None:
+    """Gradual wear: add STEP every period of virtual time."""
+    try:
+        every_s = parse_duration(every)
+    except ValueError as exc:
+        fail(f"--every: {exc}")
+    _send("gradual", {"step": step, "every_s": every_s}, bus)
+
+
+@command_app.command("maintenance")
+def maintenance(bus: str = typer.Option(None, help="log URL")) -> None:
+    """Maintenance: a roll change resets the wear."""
+    _send("maintenance", {}, bus)

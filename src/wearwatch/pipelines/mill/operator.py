@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wearwatch.events import PassActual, PassOutcome, PassRequest, Setpoint
+from wearwatch.events import DriftDetected, PassActual, PassOutcome, PassRequest, Setpoint
 from wearwatch.pipelines.mill.pipeline import MillPipeline, MillPipelineConfig
 from wearwatch.pipelines.mill.router import RouterConfig
 from wearwatch.runtime.operator import Context, KeyedOperator
@@ -19,6 +19,7 @@ from wearwatch.runtime.operator import Context, KeyedOperator
 PASSES_TOPIC = "mill.passes"
 DECISIONS_TOPIC = "mill.decisions"
 OUTCOMES_TOPIC = "mill.outcomes"
+DRIFT_TOPIC = "mill.drift"
 TWIN_TOPIC = "mill.twin"
 CONTROL_TOPIC = "mill.control"
 
@@ -30,7 +31,7 @@ class MillOperator(KeyedOperator):
     name = "mill"
     input_topic = PASSES_TOPIC
     input_type = PassRequest | PassActual
-    outputs = (DECISIONS_TOPIC, OUTCOMES_TOPIC)
+    outputs = (DECISIONS_TOPIC, OUTCOMES_TOPIC, DRIFT_TOPIC)
 
     def __init__(self, **config: Any) -> None:
         router = config.pop("router", None)
@@ -55,12 +56,16 @@ class MillOperator(KeyedOperator):
                 ctx.emit(DECISIONS_TOPIC, out.line, out)
             elif isinstance(out, PassOutcome):
                 ctx.emit(OUTCOMES_TOPIC, out.line, out)
+            elif isinstance(out, DriftDetected):
+                ctx.emit(DRIFT_TOPIC, out.line, out)
+                ctx.count("drifts")
         counters = ctx.state.counters
         for source, target in _MIRRORED.items():
             counters[target] = pipeline.counters[source]
 
-    def on_late(self, event: PassRequest | PassActual, raw_offset: int, ts: float,
-                ctx: Context) -> None:
+    def on_late(
+        self, event: PassRequest | PassActual, raw_offset: int, ts: float, ctx: Context
+    ) -> None:
         """The join has its own TTL: a late half still reaches it and is counted there
         (as a late orphan), instead of going to the dead letters."""
         self.process(event, self.key(event), ts, ctx)

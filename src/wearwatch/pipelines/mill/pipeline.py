@@ -7,7 +7,8 @@ A plain, deterministic, picklable object; a stream runtime wraps it as a keyed o
   the sample), predict the relative residual with every learner of the product line, route,
   emit a :class:`Setpoint`; buffer the request for the join (TTL in event time).
 * ``on_event(PassActual)``: join on (slab_id, pass_no); on success score every learner and
-  the router in shadow, learn (test-then-train), emit a :class:`PassOutcome`.
+  the router in shadow, learn (test-then-train), emit a :class:`PassOutcome` (and a
+  :class:`DriftDetected` for each learner whose drift detector fired).
 * ``on_watermark(wm)``: purge join halves whose ``ts + ttl_s < wm`` (counted as orphans).
 
 Counters: ``requests``, ``actuals``, ``joined``, ``orphans`` (halves that never found a
@@ -21,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from wearwatch.events import Event, PassActual, PassOutcome, PassRequest, Setpoint
+from wearwatch.events import DriftDetected, Event, PassActual, PassOutcome, PassRequest, Setpoint
 from wearwatch.learn.online import DEFAULT_LEARNER, PIPELINE_LEARNERS, Learner, make_learner
 from wearwatch.learn.standardise import WelfordScaler
 from wearwatch.pipelines.mill.router import Decision, RouterConfig, ShadowRouter
@@ -182,7 +183,7 @@ class MillPipeline:
         pending = _Pending(req, x, residuals, decision)
         actual = self.pending_actuals.pop(key, None)
         if actual is not None:
-            out.append(self._join(pending, actual))
+            out.extend(self._join(pending, actual))
         elif key in self.seen_actuals:
             # Its measurement came first and expired: this request arrives too late to join.
             self.counters["late"] += 1
@@ -200,7 +201,7 @@ class MillPipeline:
         self.seen_actuals[key] = _epoch(act)
         pending = self.pending_requests.pop(key, None)
         if pending is not None:
-            return [self._join(pending, act)]
+            return self._join(pending, act)
         if key in self.seen_requests or _epoch(act) + self.config.ttl_s < watermark_s:
             # The request expired (or the measurement is older than the TTL): too late.
             self.counters["late"] += 1
@@ -209,7 +210,9 @@ class MillPipeline:
         self.pending_actuals[key] = act
         return []
 
-    def _join(self, pending: _Pending, act: PassActual) -> PassOutcome:
+    def _join(self, pending: _Pending, act: PassActual) -> list[Event]:
+        """Score, learn (test-then-train); a PassOutcome plus a DriftDetected per detector
+        that fired while learning."""
         req = pending.request
         self.counters["joined"] += 1
         base = req.baseline_force_kn
@@ -217,16 +220,23 @@ class MillPipeline:
         y = (actual - base) / base
         models = self._models(req.line)
         model_ape: dict[str, float] = {}
+        drifts: list[Event] = []
         for name, learner in models.learners.items():
             r = pending.residuals[name]
             pred = base * (1.0 + r)
             model_ape[name] = _ape(pred, actual) if math.isfinite(r) else 1e6
+            before = getattr(learner, "drifts", 0)
             learner.learn_one(pending.x, y)
+            after = getattr(learner, "drifts", 0)
+            if after > before:
+                drifts.append(
+                    DriftDetected(ts=act.ts, line=req.line, learner=name, detections=after)
+                )
         r_default = pending.residuals[self.config.default_learner]
         model_kn = base * (1.0 + r_default) if math.isfinite(r_default) else None
         self.router.observe(req.line, actual, base, model_kn)
         d = pending.decision
-        return PassOutcome(
+        outcome = PassOutcome(
             ts=act.ts,
             slab_id=req.slab_id,
             pass_no=req.pass_no,
@@ -240,6 +250,7 @@ class MillPipeline:
             model_ape=model_ape,
             router_state=self.router.state(req.line),
         )
+        return [outcome, *drifts]
 
 
 def _ape(pred: float, actual: float) -> float:

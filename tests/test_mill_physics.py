@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wearwatch.twin.mill import physics
+from wearwatch.physics import rolling as physics
 
 PASS = dict(
     width_mm=1500.0,

@@ -6,11 +6,9 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import signal
-import sqlite3
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -109,17 +107,9 @@ def test_router_never_serves_outside_its_limits_and_explains_every_fallback(
     assert store.count("pass_outcomes") == counters["joined"]
 
 
-def _committed(path: Path) -> int:
-    with sqlite3.connect(path, timeout=30) as conn:
-        row = conn.execute(
-            "SELECT COALESCE(SUM(next_offset), 0) FROM group_offsets WHERE grp=?", (GROUP,)
-        ).fetchone()
-    return int(row[0])
-
-
 @pytest.mark.slow
 def test_killed_mill_worker_makes_the_same_decisions_as_an_uninterrupted_one(
-    tmp_path: Path,
+    tmp_path: Path, kill_at_progress: Callable[..., int], sqlite_committed: Callable[..., int]
 ) -> None:
     reference = tmp_path / "reference.db"
     log = _publish(reference, "abrupt", 1500, batch=4)
@@ -147,17 +137,8 @@ def test_killed_mill_worker_makes_the_same_decisions_as_an_uninterrupted_one(
         "--exit-when-idle",
         "--quiet",
     ]
-    kills = 0
-    for target in sorted(random.Random(9).uniform(0.05, 0.9) * total for _ in range(5)):
-        proc = subprocess.Popen(cmd, env=env)
-        deadline = time.monotonic() + 120
-        while _committed(crashed) < target and proc.poll() is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
+    targets = [random.Random(9).uniform(0.05, 0.9) * total for _ in range(5)]
+    kills = kill_at_progress(cmd, env, lambda: sqlite_committed(crashed, GROUP), targets)
     assert kills >= 3
     assert subprocess.run(cmd, env=env, timeout=300).returncode == 0
 

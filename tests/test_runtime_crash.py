@@ -6,12 +6,10 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -54,16 +52,10 @@ def _outputs(path: Path) -> tuple[dict[str, list[tuple]], list[str]]:
     return dict(per_key), rids
 
 
-def _committed(path: Path) -> int:
-    with sqlite3.connect(path, timeout=30) as conn:
-        row = conn.execute(
-            "SELECT COALESCE(SUM(next_offset), 0) FROM group_offsets WHERE grp=?", (GROUP,)
-        ).fetchone()
-    return int(row[0])
-
-
 @pytest.mark.slow
-def test_sigkill_at_random_points_gives_the_uninterrupted_output(tmp_path: Path) -> None:
+def test_sigkill_at_random_points_gives_the_uninterrupted_output(
+    tmp_path: Path, kill_at_progress: Callable[..., int], sqlite_committed: Callable[..., int]
+) -> None:
     reference = tmp_path / "reference.db"
     crashed = tmp_path / "crashed.db"
     n_records = _write_input(reference)
@@ -101,23 +93,13 @@ def test_sigkill_at_random_points_gives_the_uninterrupted_output(tmp_path: Path)
         "--quiet",
     ]
     rng = random.Random(2026)
-    targets = sorted(rng.uniform(0.05, 0.9) * n_records for _ in range(6))
-    kills = 0
-    for target in targets:
-        proc = subprocess.Popen(cmd, env=env)
-        deadline = time.monotonic() + 120
-        while _committed(crashed) < target and proc.poll() is None:
-            assert time.monotonic() < deadline, "worker made no progress"
-            time.sleep(0.005)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
+    targets = [rng.uniform(0.05, 0.9) * n_records for _ in range(6)]
+    kills = kill_at_progress(cmd, env, lambda: sqlite_committed(crashed, GROUP), targets)
     assert kills >= 5
-    assert _committed(crashed) < n_records  # the last restart has work left to do
+    assert sqlite_committed(crashed, GROUP) < n_records  # the last restart has work left to do
     final = subprocess.run(cmd, env=env, timeout=300)
     assert final.returncode == 0
-    assert _committed(crashed) == n_records
+    assert sqlite_committed(crashed, GROUP) == n_records
 
     expected, expected_rids = _outputs(reference)
     actual, actual_rids = _outputs(crashed)

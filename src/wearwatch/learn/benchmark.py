@@ -17,7 +17,7 @@ from typing import Any
 from wearwatch.events import PassActual, PassRequest
 from wearwatch.learn.online import DEFAULT_LEARNER, LEARNER_NAMES, make_learner
 from wearwatch.learn.standardise import WelfordScaler
-from wearwatch.twin.mill.physics import pass_features
+from wearwatch.pipelines.mill.pipeline import request_features
 from wearwatch.twin.mill.simulation import MillTwin, MillTwinConfig
 
 #: Phases of the ``cycle`` scenario that follow a drift.
@@ -40,17 +40,7 @@ def mill_stream(seed: int = 7, passes: int = 6000, scenario: str = "cycle") -> l
         elif isinstance(e, PassActual):
             r = requests.pop((e.slab_id, e.pass_no))
             scaler = scalers.setdefault(r.line, WelfordScaler())
-            x = scaler.transform_then_learn(
-                pass_features(
-                    width_mm=r.width_mm,
-                    h_in_mm=r.h_in_mm,
-                    h_out_mm=r.h_out_mm,
-                    temp_c=r.temp_c,
-                    speed_mps=r.speed_mps,
-                    roll_radius_mm=r.roll_radius_mm,
-                    baseline_force_kn=r.baseline_force_kn,
-                )
-            )
+            x = scaler.transform_then_learn(request_features(r))
             base = r.baseline_force_kn
             y = (e.force_kn - base) / base
             phase = twin.truth[(e.slab_id, e.pass_no)].phase

@@ -33,7 +33,7 @@ DEFAULT_LEARNER = "rls"
 LEARNER_NAMES = ("rls", "amrules", "mean", "linear", "arf", "hatr")
 #: Learners the mill pipeline runs side by side by default (arf/hatr: benchmark only; slow).
 PIPELINE_LEARNERS = ("rls", "amrules", "mean", "linear")
-#: Physics features the RLS uses (keys of ``wearwatch.twin.mill.physics.pass_features``).
+#: Physics features the RLS uses (keys of ``wearwatch.physics.rolling.pass_features``).
 RLS_FEATURES = ("lh", "flat")
 
 

@@ -25,8 +25,8 @@ from typing import Any
 from wearwatch.events import DriftDetected, Event, PassActual, PassOutcome, PassRequest, Setpoint
 from wearwatch.learn.online import DEFAULT_LEARNER, PIPELINE_LEARNERS, Learner, make_learner
 from wearwatch.learn.standardise import WelfordScaler
+from wearwatch.physics.rolling import pass_features
 from wearwatch.pipelines.mill.router import Decision, RouterConfig, ShadowRouter
-from wearwatch.twin.mill.physics import pass_features
 
 Key = tuple[str, int]
 
@@ -150,16 +150,7 @@ class MillPipeline:
         self.counters["requests"] += 1
         self.seen_requests[key] = _epoch(req)
         models = self._models(req.line)
-        x_raw = pass_features(
-            width_mm=req.width_mm,
-            h_in_mm=req.h_in_mm,
-            h_out_mm=req.h_out_mm,
-            temp_c=req.temp_c,
-            speed_mps=req.speed_mps,
-            roll_radius_mm=req.roll_radius_mm,
-            baseline_force_kn=req.baseline_force_kn,
-        )
-        x = models.scaler.transform_then_learn(x_raw)
+        x = models.scaler.transform_then_learn(request_features(req))
         residuals = {name: m.predict_one(x) for name, m in models.learners.items()}
         r_default = residuals[self.config.default_learner]
         model_kn = req.baseline_force_kn * (1.0 + r_default) if math.isfinite(r_default) else None
@@ -251,6 +242,19 @@ class MillPipeline:
             router_state=self.router.state(req.line),
         )
         return [outcome, *drifts]
+
+
+def request_features(req: PassRequest) -> dict[str, float]:
+    """The learners' raw inputs: physics features of what the request says (never wear)."""
+    return pass_features(
+        width_mm=req.width_mm,
+        h_in_mm=req.h_in_mm,
+        h_out_mm=req.h_out_mm,
+        temp_c=req.temp_c,
+        speed_mps=req.speed_mps,
+        roll_radius_mm=req.roll_radius_mm,
+        baseline_force_kn=req.baseline_force_kn,
+    )
 
 
 def _ape(pred: float, actual: float) -> float:

@@ -39,7 +39,7 @@ from wearwatch.events import (
     TwinTelemetry,
     utc,
 )
-from wearwatch.twin.mill import physics
+from wearwatch.physics import rolling as physics
 from wearwatch.twin.mill.scenarios import Scenario, make_scenario
 
 #: 2026-01-01T00:00:00Z: the twin's virtual clock starts here unless told otherwise.

@@ -85,11 +85,20 @@ class Log(Protocol):
 
     url: str
 
-    def create_topic(self, name: str, partitions: int | None = None) -> None:
-        """Create ``name`` if missing (idempotent); an existing topic keeps its partitions."""
+    def create_topic(
+        self, name: str, partitions: int | None = None, *, compact: bool = False
+    ) -> None:
+        """Create ``name`` if missing (idempotent); an existing topic keeps its partitions.
+
+        ``compact``: keep only the latest record per key (Kafka log compaction).
+        """
         ...
 
     def partitions(self, topic: str) -> int: ...
+
+    def topics(self) -> dict[str, int]:
+        """Every topic and its partition count."""
+        ...
 
     def produce(self, records: Iterable[OutRecord]) -> None:
         """Append records; durable once :meth:`flush` returns."""

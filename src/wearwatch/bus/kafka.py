@@ -144,10 +144,13 @@ class KafkaLog:
             return None
         return len(meta.partitions)
 
-    def create_topic(self, name: str, partitions: int | None = None) -> None:
+    def create_topic(
+        self, name: str, partitions: int | None = None, *, compact: bool = False
+    ) -> None:
         """Create ``name`` if missing (idempotent); an existing topic keeps its partitions.
 
-        New topics get ``retention.ms`` from ``settings.retention_s``; returns once metadata
+        New topics get ``retention.ms`` from ``settings.retention_s`` (``compact``: log
+        compaction instead, so only the latest record per key is kept); returns once metadata
         shows the topic with a leader for every partition.
         """
         if name in self._partitions:
@@ -160,7 +163,11 @@ class KafkaLog:
 
         settings = get_settings()
         count = partitions if partitions is not None else settings.partitions
-        config = {"retention.ms": str(int(settings.retention_s * 1000))}
+        config = (
+            {"cleanup.policy": "compact"}
+            if compact
+            else {"retention.ms": str(int(settings.retention_s * 1000))}
+        )
         for replication in (-1, 1):  # -1: the broker's default; old brokers need a number
             future = self._admin.create_topics(
                 [NewTopic(name, count, replication_factor=replication, config=config)],
@@ -191,6 +198,15 @@ class KafkaLog:
             if time.monotonic() > deadline:
                 raise KafkaLogError(f"topic {name!r} not visible in metadata after creation")
             time.sleep(0.05)
+
+    def topics(self) -> dict[str, int]:
+        """Every (non-internal) topic and its partition count."""
+        md = self._admin.list_topics(timeout=_METADATA_TIMEOUT_S)
+        return {
+            name: len(meta.partitions)
+            for name, meta in md.topics.items()
+            if meta.error is None and not name.startswith("__")
+        }
 
     def partitions(self, topic: str) -> int:
         """The topic's partition count (cached); KeyError if the topic does not exist."""

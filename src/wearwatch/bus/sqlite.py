@@ -101,7 +101,11 @@ class SqliteLog:
 
     # -- topics ------------------------------------------------------------------------------
 
-    def create_topic(self, name: str, partitions: int | None = None) -> None:
+    def create_topic(
+        self, name: str, partitions: int | None = None, *, compact: bool = False
+    ) -> None:
+        """Create ``name`` if missing; ``compact`` is accepted for interface parity (the
+        embedded log keeps checkpoints in a table, not a compacted topic)."""
         if not name or len(name) > 200:
             raise ValueError(f"topic name {name!r}: must be 1-200 characters")
         count = partitions or self.default_partitions

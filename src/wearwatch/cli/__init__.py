@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from wearwatch.cli import bench, config_cmd, demo, mill, models, train, twin, worker
+from wearwatch.cli import bench, config_cmd, demo, log, mill, models, train, twin, worker
 
 app = typer.Typer(
     name="wearwatch",
@@ -14,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(log.app, name="log")
 app.add_typer(bench.app, name="bench")
 app.add_typer(twin.app, name="twin")
 app.add_typer(mill.app, name="mill")

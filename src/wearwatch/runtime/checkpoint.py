@@ -120,7 +120,7 @@ class KafkaCheckpointStore:
         self.log = log
         self.group = group
         self.topic = f"{group}.checkpoints"
-        log.create_topic(self.topic, 1)
+        log.create_topic(self.topic, 1, compact=True)
 
     def load(self, topic: str, partitions: Sequence[int]) -> dict[int, PartitionState]:
         wanted = {f"{topic}/{p}".encode(): p for p in partitions}

@@ -34,6 +34,8 @@ class WorkerOptions:
     max_buffered_outputs: int = 20_000
     poll_max_records: int = 500
     poll_timeout_s: float = 0.2
+    #: How often the worker applies the log's retention (the embedded log has no broker).
+    retention_every_s: float = 60.0
     max_event_bytes: int = 65536
     exit_when_idle: bool = False
     member: int = 0
@@ -109,7 +111,7 @@ class Worker:
             **kwargs,
         )
         opts = self.options
-        last_checkpoint = time.monotonic()
+        last_checkpoint = last_retention = time.monotonic()
         try:
             while not self._stop:
                 records = self._consumer.poll(opts.poll_max_records, opts.poll_timeout_s)
@@ -124,6 +126,9 @@ class Worker:
                     last_checkpoint = now
                     if self.on_progress is not None:
                         self.on_progress(self)
+                if now - last_retention >= opts.retention_every_s:
+                    self.log.apply_retention()
+                    last_retention = now
                 if opts.exit_when_idle and not records and self._caught_up():
                     break
             self.checkpoint()

@@ -1,0 +1,119 @@
+"""``wearwatch log``: look into the log — topics, recent records, dead letters, retention."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from wearwatch.cli.errors import fail
+
+app = typer.Typer(help="Inspect the log: topics, records, dead letters.", no_args_is_help=True)
+
+
+def _open(bus: str | None):
+    from wearwatch.bus import open_log
+
+    try:
+        return open_log(bus)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def _last(log: object, topic: str, n: int) -> list:
+    """The last ``n`` records of ``topic`` across partitions, oldest first (by append time)."""
+    from wearwatch.bus.base import Record
+
+    try:
+        ends = log.end_offsets(topic)  # type: ignore[attr-defined]
+    except KeyError:
+        fail(f"topic {topic!r} does not exist (see `wearwatch log topics`)")
+    records: list[Record] = []
+    for partition, end in ends.items():
+        records.extend(log.read(topic, partition, max(0, end - n), n))  # type: ignore[attr-defined]
+    records.sort(key=lambda r: (r.timestamp_ms, r.partition, r.offset))
+    return records[-n:]
+
+
+@app.command("topics")
+def topics(bus: str = typer.Option(None, help="log URL (default: WEARWATCH_BUS)")) -> None:
+    """Every topic with its partitions and record count."""
+    log = _open(bus)
+    table = Table(title=f"topics on {log.url}")
+    for col in ("topic", "partitions", "records", "end offsets"):
+        table.add_column(col, justify="left" if col == "topic" else "right")
+    for name, partitions in sorted(log.topics().items()):
+        ends = log.end_offsets(name)
+        table.add_row(
+            name,
+            str(partitions),
+            f"{sum(ends.values()):,}",
+            " ".join(str(ends[p]) for p in sorted(ends)),
+        )
+    Console().print(table)
+    log.close()
+
+
+@app.command("tail")
+def tail(
+    topic: str = typer.Argument(..., help="topic to read"),
+    n: int = typer.Option(10, "-n", min=1, help="how many records"),
+    bus: str = typer.Option(None, help="log URL (default: WEARWATCH_BUS)"),
+) -> None:
+    """The last N records of TOPIC as JSON lines (with partition, offset and id)."""
+    log = _open(bus)
+    for record in _last(log, topic, n):
+        try:
+            value = msgspec.json.decode(record.value)
+        except msgspec.DecodeError:
+            value = record.value.decode(errors="replace")
+        typer.echo(
+            json.dumps(
+                {
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "rid": record.rid,
+                    "value": value,
+                }
+            )
+        )
+    log.close()
+
+
+@app.command("dead-letters")
+def dead_letters(
+    n: int = typer.Option(20, "-n", min=1, help="how many"),
+    bus: str = typer.Option(None, help="log URL (default: WEARWATCH_BUS)"),
+) -> None:
+    """The most recent dead letters: where each came from, why, and its raw bytes."""
+    from wearwatch.events import DeadLetter
+    from wearwatch.runtime.operator import DEAD_LETTER_TOPIC
+
+    log = _open(bus)
+    log.create_topic(DEAD_LETTER_TOPIC)
+    table = Table(title="dead letters (newest last)")
+    for col in ("source", "field", "reason", "raw"):
+        table.add_column(col, overflow="fold")
+    for record in _last(log, DEAD_LETTER_TOPIC, n):
+        letter = msgspec.json.decode(record.value, type=DeadLetter)
+        raw = letter.raw.decode(errors="replace")
+        table.add_row(
+            f"{letter.source_topic}/{letter.partition}@{letter.offset}",
+            letter.field,
+            letter.reason,
+            raw if len(raw) <= 120 else raw[:117] + "...",
+        )
+    Console().print(table)
+    log.close()
+
+
+@app.command("retention")
+def retention(bus: str = typer.Option(None, help="log URL (default: WEARWATCH_BUS)")) -> None:
+    """Delete records older than WEARWATCH_RETENTION_S now (workers also do it every minute)."""
+    log = _open(bus)
+    deleted = log.apply_retention()
+    typer.echo(f"deleted {deleted:,} records past retention")
+    log.close()

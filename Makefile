@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/wearwatch bench runtime
+	$(BIN)/wearwatch bench learners
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

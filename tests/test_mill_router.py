@@ -34,6 +34,11 @@ def test_never_above_rating() -> None:
     assert d.served_kn == RATING and d.reason == "over_rating"
     d = r.decide("a", 50_000.0, 50_000.0, RATING)  # even the baseline exceeds the rating
     assert d.served_kn == RATING and d.reason == "over_rating"
+    assert d.source == "clipped"
+    # The reason the candidate was chosen for survives the clamp.
+    cold = ShadowRouter(RouterConfig(warmup_passes=5))
+    d = cold.decide("a", 50_000.0, 41_000.0, RATING)
+    assert (d.source, d.reason, d.served_kn) == ("clipped", "warmup+over_rating", RATING)
 
 
 def test_no_model_value() -> None:

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="API/UI bind address")
     api_port: int = Field(8080, ge=1, le=65535)
     api_token: str = Field("", description="token for state-changing endpoints (empty: generated)")
+    checkpoint_key: str = Field(
+        "",
+        description="secret that signs checkpoints (HMAC-SHA256); set it when others can "
+        "write to the log (a shared Kafka cluster). Empty: a plain sha256 (integrity only)",
+    )
     cmapss_dir: Path | None = Field(None, description="NASA C-MAPSS data directory")
     seed: int = Field(7, description="default seed for twins and trainers")
 

@@ -30,6 +30,8 @@ SCHEMA_VERSION = 1
 
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 Finite = Annotated[float, msgspec.Meta(ge=-1e300, le=1e300)]
+Positive = Annotated[float, msgspec.Meta(gt=0.0, le=1e300)]
+PassNo = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
@@ -49,26 +51,32 @@ class PassRequest(Event, tag="pass_request", kw_only=True):
     """Event A: what the Level-2 system knows before a pass, with its physics baseline."""
 
     slab_id: Id
-    pass_no: int
+    pass_no: PassNo
     line: Id
-    width_mm: Finite
-    h_in_mm: Finite
-    h_out_mm: Finite
+    width_mm: Positive
+    h_in_mm: Positive
+    h_out_mm: Positive
     temp_c: Finite
-    speed_mps: Finite
-    roll_radius_mm: Finite
-    baseline_force_kn: Finite
-    rating_force_kn: Finite
+    speed_mps: Positive
+    roll_radius_mm: Positive
+    baseline_force_kn: Positive
+    rating_force_kn: Positive
     grade: str = ""
     carbon_pct: Finite = 0.0
+
+    def __post_init__(self) -> None:
+        if self.h_out_mm >= self.h_in_mm:
+            raise ValueError(
+                f"field `h_out_mm`: {self.h_out_mm} must be below h_in_mm={self.h_in_mm}"
+            )
 
 
 class PassActual(Event, tag="pass_actual", kw_only=True):
     """Event B: the load cell's measured force after the pass."""
 
     slab_id: Id
-    pass_no: int
-    force_kn: Finite
+    pass_no: PassNo
+    force_kn: Positive
 
 
 class Setpoint(Event, tag="setpoint", kw_only=True):
@@ -254,6 +262,9 @@ def _explain(exc: msgspec.DecodeError, raw: bytes) -> EventDecodeError:
             return EventDecodeError(
                 f"field `{unknown.group(1)}`: not in the contract", unknown.group(1)
             )
+        named = re.match(r"field `([^`]+)`", text)
+        if named:
+            return EventDecodeError(text, named.group(1))
         if match:
             steps = _STEP.findall(match.group(1))
             field = ".".join(name or f"[{idx}]" for idx, name in steps) or "$"

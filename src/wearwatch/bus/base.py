@@ -14,6 +14,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 TopicPartition = tuple[str, int]
+
+
+class LogError(RuntimeError):
+    """The log could not do what was asked (broker unreachable, delivery failed, …)."""
+
+
 AssignCallback = Callable[[list[TopicPartition]], None]
 
 
@@ -66,6 +72,10 @@ class Consumer(Protocol):
         ...
 
     def assignment(self) -> list[TopicPartition]: ...
+
+    def position(self, tp: TopicPartition) -> int:
+        """The offset of the next record :meth:`poll` will return for ``tp``."""
+        ...
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         """Read ``tp`` from ``offset`` on (used when restoring a checkpoint)."""

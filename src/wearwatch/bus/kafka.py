@@ -42,6 +42,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from wearwatch.bus.base import (
     AssignCallback,
+    LogError,
     OutRecord,
     Record,
     TopicPartition,
@@ -62,7 +63,7 @@ _BENIGN = {
 }
 
 
-class KafkaLogError(RuntimeError):
+class KafkaLogError(LogError):
     """A produce, metadata or consume error reported by the Kafka client or broker."""
 
 
@@ -134,9 +135,18 @@ class KafkaLog:
 
     # -- topics ----------------------------------------------------------------------------------
 
+    def _metadata(self) -> Any:
+        try:
+            return self._admin.list_topics(timeout=_METADATA_TIMEOUT_S)
+        except KafkaException as exc:
+            raise KafkaLogError(
+                f"bus={self.url!r}: no answer from the broker within {_METADATA_TIMEOUT_S:.0f} s"
+                f" ({exc.args[0]})"
+            ) from None
+
     def _topic_partitions(self, topic: str) -> int | None:
         """Partition count from fresh metadata, or None if the topic does not exist."""
-        md = self._admin.list_topics(timeout=_METADATA_TIMEOUT_S)
+        md = self._metadata()
         meta = md.topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
             return None
@@ -201,7 +211,7 @@ class KafkaLog:
 
     def topics(self) -> dict[str, int]:
         """Every (non-internal) topic and its partition count."""
-        md = self._admin.list_topics(timeout=_METADATA_TIMEOUT_S)
+        md = self._metadata()
         return {
             name: len(meta.partitions)
             for name, meta in md.topics.items()

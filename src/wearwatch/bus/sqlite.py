@@ -341,13 +341,21 @@ class SqliteConsumer:
             if chunk:
                 out.extend(chunk)
                 self._positions[tp] = chunk[-1].offset + 1
+            else:
+                # Like Kafka's auto.offset.reset=earliest: a position that retention deleted
+                # moves up to the oldest retained record (the worker counts the gap).
+                low = self.log.low_offsets(tp[0])[tp[1]]
+                if self._positions[tp] < low:
+                    self._positions[tp] = low
             if len(out) >= max_records:
                 self._next = (self._next + step + 1) % count
                 break
         return out
 
     def commit(self, positions: dict[TopicPartition, int] | None = None) -> None:
-        self.log.commit_offsets(self.group, positions or dict(self._positions))
+        self.log.commit_offsets(
+            self.group, dict(self._positions) if positions is None else positions
+        )
 
     def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         return self.log.committed(self.group, tps)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from wearwatch.cli import bench, config_cmd, demo, log, mill, models, train, twin, worker
+from wearwatch.cli.errors import describe, is_user_error
 
 app = typer.Typer(
     name="wearwatch",
@@ -25,4 +29,14 @@ demo.register(app)
 
 
 def main() -> None:
-    app()
+    """Run the CLI; expected failures end as one line on stderr and exit code 2.
+
+    ``WEARWATCH_DEBUG=1`` shows the full traceback instead.
+    """
+    try:
+        app()
+    except Exception as exc:
+        if os.environ.get("WEARWATCH_DEBUG") or not is_user_error(exc):
+            raise
+        typer.echo(f"error: {describe(exc)}", err=True)
+        sys.exit(2)

@@ -9,10 +9,10 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from wearwatch.cli.errors import fail
+from wearwatch.cli.errors import describe, fail
 from wearwatch.config import Settings, value_sources
 
-SECRETS = {"api_token"}
+SECRETS = {"api_token", "checkpoint_key"}
 
 app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 
@@ -23,7 +23,7 @@ def show(as_json: bool = typer.Option(False, "--json", help="print one JSON obje
     try:
         settings = Settings()
     except (ValidationError, FileNotFoundError) as exc:
-        fail(_first_error(exc))
+        fail(describe(exc))
     rows = {
         name: ("***" if name in SECRETS and value else value, origin)
         for name, (value, origin) in value_sources(settings).items()
@@ -39,11 +39,3 @@ def show(as_json: bool = typer.Option(False, "--json", help="print one JSON obje
     for name, (value, origin) in rows.items():
         table.add_row(f"WEARWATCH_{name.upper()}", str(value), origin)
     Console().print(table)
-
-
-def _first_error(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        return f"config {field}={err.get('input')!r}: {err['msg']}"
-    return str(exc)

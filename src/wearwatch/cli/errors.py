@@ -10,3 +10,27 @@ import typer
 def fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Errors that come from input or environment (bad value, missing file, unreachable
+    broker, unknown model): worth one line, not a traceback."""
+    from pydantic import ValidationError
+
+    from wearwatch.bus.base import LogError
+
+    if isinstance(exc, ValueError | OSError | LookupError | LogError | ValidationError):
+        return True
+    return any(cls.__name__ == "RegistryError" for cls in type(exc).__mro__)
+
+
+def describe(exc: BaseException) -> str:
+    """One line: pydantic's errors reduced to the first field, value and message."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        return f"config {field}={err.get('input')!r}: {err['msg']}"
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

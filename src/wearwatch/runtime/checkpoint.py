@@ -8,35 +8,53 @@ Two stores, one per backend:
   a state topic, then commits offsets. A crash in between replays from the last snapshot; the
   replayed outputs carry the same ids, so an idempotent sink keeps exactly one of each.
 
-Snapshots are pickles; each carries its sha256 and is verified before it is unpickled.
+Snapshots are pickles; each carries its sha256 (an HMAC-SHA256 when
+``WEARWATCH_CHECKPOINT_KEY`` is set, so a writer without the key cannot forge one) and is
+verified before it is unpickled.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import logging
 import pickle
 import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from wearwatch.bus.base import Consumer, Log, OutRecord, TopicPartition, read_all
+from wearwatch.bus.base import Consumer, Log, OutRecord, Record, TopicPartition, read_all
 from wearwatch.runtime.operator import Emitted, PartitionState
+
+logger = logging.getLogger(__name__)
 
 
 class CorruptCheckpoint(RuntimeError):
     """A stored snapshot whose bytes do not match their checksum."""
 
 
+def _digest(blob: bytes) -> str:
+    """HMAC-SHA256 with ``WEARWATCH_CHECKPOINT_KEY`` when set, else a plain sha256."""
+    from wearwatch.config import get_settings
+
+    key = get_settings().checkpoint_key
+    if key:
+        return "hmac-" + hmac.new(key.encode(), blob, hashlib.sha256).hexdigest()
+    return hashlib.sha256(blob).hexdigest()
+
+
 def dump_state(state: PartitionState) -> tuple[bytes, str]:
     blob = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-    return blob, hashlib.sha256(blob).hexdigest()
+    return blob, _digest(blob)
 
 
-def load_state(blob: bytes, sha256: str, where: str) -> PartitionState:
-    actual = hashlib.sha256(blob).hexdigest()
-    if actual != sha256:
+def load_state(blob: bytes, digest: str, where: str) -> PartitionState:
+    """Unpickle a snapshot only after its digest (signature, with a key) matches."""
+    actual = _digest(blob)
+    if not hmac.compare_digest(actual, digest):
         raise CorruptCheckpoint(
-            f"checkpoint {where}: sha256 {actual[:12]}… does not match stored {sha256[:12]}…"
+            f"checkpoint {where}: digest {actual[:17]}… does not match stored {digest[:17]}… "
+            "(corrupted, tampered with, or signed with another WEARWATCH_CHECKPOINT_KEY)"
         )
     state = pickle.loads(blob)
     if not isinstance(state, PartitionState):
@@ -113,10 +131,13 @@ class SqliteCheckpointStore:
 class KafkaCheckpointStore:
     """Snapshots go to ``<group>.checkpoints`` keyed by topic/partition; the last one wins.
 
-    A snapshot's value is ``<sha256 hex>:<pickle>``.
+    A snapshot's value is ``<digest>:<pickle>`` (the digest has no colon).
     """
 
     def __init__(self, log: Log, group: str) -> None:
+        from wearwatch.bus.kafka import KafkaLogError
+
+        self._commit_errors = KafkaLogError
         self.log = log
         self.group = group
         self.topic = f"{group}.checkpoints"
@@ -124,15 +145,17 @@ class KafkaCheckpointStore:
 
     def load(self, topic: str, partitions: Sequence[int]) -> dict[int, PartitionState]:
         wanted = {f"{topic}/{p}".encode(): p for p in partitions}
-        latest: dict[int, PartitionState] = {}
+        newest: dict[int, Record] = {}
         for record in read_all(self.log, self.topic):
             partition = wanted.get(record.key or b"")
             if partition is not None:
-                digest, _, blob = record.value.partition(b":")
-                latest[partition] = load_state(
-                    blob, digest.decode(), f"{self.topic}@{record.offset}"
-                )
-        return latest
+                newest[partition] = record
+        # Only the newest snapshot per partition is verified and unpickled.
+        restored: dict[int, PartitionState] = {}
+        for partition, record in newest.items():
+            digest, _, blob = record.value.partition(b":")
+            restored[partition] = load_state(blob, digest.decode(), f"{self.topic}@{record.offset}")
+        return restored
 
     def commit(
         self,
@@ -149,7 +172,13 @@ class KafkaCheckpointStore:
             snapshots.append(OutRecord(self.topic, key, digest.encode() + b":" + blob, "", 0))
         self.log.produce(snapshots)
         self.log.flush()
-        consumer.commit({tp: state.position for tp, state in states.items()})
+        try:
+            consumer.commit({tp: state.position for tp, state in states.items()})
+        except self._commit_errors as exc:
+            # Restores seek to the snapshot's position, not the group's offset: the
+            # snapshot just written is what counts, so a failed commit (e.g. mid-rebalance)
+            # costs nothing.
+            logger.warning("offset commit failed after a durable snapshot: %s", exc)
 
 
 def checkpoint_store_for(log: Log, group: str) -> CheckpointStore:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from wearwatch.bus.base import Consumer, Log, Record, TopicPartition
-from wearwatch.events import decode_batch
+from wearwatch.events import decode_batch, encode
 from wearwatch.runtime.checkpoint import CheckpointStore, checkpoint_store_for
 from wearwatch.runtime.operator import (
     DEAD_LETTER_TOPIC,
@@ -79,6 +79,7 @@ class Worker:
         self.dirty: set[int] = set()
         self.checkpoints = 0
         self._stop = False
+        self._failed = False
         self._store: CheckpointStore | None = None
         self._consumer: Consumer | None = None
 
@@ -133,6 +134,11 @@ class Worker:
                     break
             self.checkpoint()
             totals = self.counters()
+        except BaseException:
+            # State may be half-way through a record: never checkpoint it (on_revoke drops
+            # it instead); a restart resumes from the last good checkpoint.
+            self._failed = True
+            raise
         finally:
             self._consumer.close()
         return totals
@@ -169,20 +175,34 @@ class Worker:
         key_of = op.key
         for event in events:
             ts = event.ts.timestamp()
-            if ts < state.watermark:
-                counters["late"] += 1
-                op.on_late(event, record.offset, ts, ctx)
-                continue
-            candidate = ts - delay
-            if candidate > state.watermark:
-                state.watermark = candidate
-                due = timers.next_due()
-                # A timer callback may set a new timer that is already due: loop until none is.
-                while due is not None and due <= candidate:
-                    for when, key in timers.pop_due(candidate):
-                        op.on_timer(key, when, ctx)
+            try:
+                if ts < state.watermark:
+                    counters["late"] += 1
+                    op.on_late(event, record.offset, ts, ctx)
+                    continue
+                candidate = ts - delay
+                if candidate > state.watermark:
+                    state.watermark = candidate
                     due = timers.next_due()
-            process(event, key_of(event), ts, ctx)
+                    # A timer callback may set a timer that is already due: loop until none is.
+                    while due is not None and due <= candidate:
+                        for when, key in timers.pop_due(candidate):
+                            op.on_timer(key, when, ctx)
+                        due = timers.next_due()
+                process(event, key_of(event), ts, ctx)
+            except Exception as exc:  # a valid event the operator cannot handle
+                counters["failed"] += 1
+                ctx.dead_letter(
+                    record.topic,
+                    record.offset,
+                    encode(event),
+                    f"processing failed: {type(exc).__name__}: {exc}",
+                    "",
+                    ts,
+                )
+        if record.offset > state.position:
+            # Retention deleted records this group had not read yet: visible, not silent.
+            counters["skipped_by_retention"] += record.offset - state.position
         state.position = record.offset + 1
         self.dirty.add(partition)
 
@@ -225,9 +245,9 @@ class Worker:
 
     def _on_revoke(self, tps: list[TopicPartition]) -> None:
         revoked = {p for (topic, p) in tps if topic == self.topic}
-        if getattr(self._consumer, "lost", False):
-            # Already someone else's: their outputs and state since the last checkpoint are
-            # dropped here and recomputed by the new owner from its snapshot.
+        if self._failed or getattr(self._consumer, "lost", False):
+            # Half-processed, or already someone else's: outputs and state since the last
+            # checkpoint are dropped here and recomputed from that checkpoint.
             self.outputs[:] = [o for o in self.outputs if o.source_partition not in revoked]
             self.dirty -= revoked
         else:

@@ -17,6 +17,7 @@ Tables (created on first use):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -132,31 +133,42 @@ class AnalyticsStore:
 
 
 def sink_topics(
-    log: Log, store: AnalyticsStore, topics: Sequence[str], group: str, max_records: int = 2000
+    log: Log,
+    store: AnalyticsStore,
+    topics: Sequence[str],
+    group: str,
+    max_records: int = 2000,
+    idle_timeout_s: float = 10.0,
 ) -> int:
     """Drain ``topics`` into the store (at-least-once; the rid key makes it exactly-once).
 
-    Positions are committed only after the rows are written, so a crash in between replays
-    records that the store then ignores.
+    Returns once every assigned partition has been read to its end offset, or after
+    ``idle_timeout_s`` without a record (e.g. the group never got an assignment). Positions
+    are committed only after the rows are written, so a crash in between replays records
+    that the store then ignores.
     """
     consumer = log.consumer(group, list(topics))
     written = 0
+    idle_since = time.monotonic()
     try:
         while True:
-            records = consumer.poll(max_records, 0.5)
-            if not records:
-                ends = {t: log.end_offsets(t) for t in topics}
-                if consumer.assignment() and all(
-                    consumer.committed([tp])[tp] >= ends[tp[0]].get(tp[1], 0)
-                    for tp in consumer.assignment()
-                ):
-                    break
+            records = consumer.poll(max_records, 0.2)
+            if records:
+                idle_since = time.monotonic()
+                written += store.write_records(records)
+                positions: dict[tuple[str, int], int] = {}
+                for record in records:
+                    positions[(record.topic, record.partition)] = record.offset + 1
+                consumer.commit(positions)
                 continue
-            written += store.write_records(records)
-            positions: dict[tuple[str, int], int] = {}
-            for record in records:
-                positions[(record.topic, record.partition)] = record.offset + 1
-            consumer.commit(positions)
+            if time.monotonic() - idle_since >= idle_timeout_s:
+                break
+            assigned = consumer.assignment()
+            ends = {t: log.end_offsets(t) for t in topics}
+            if assigned and all(
+                consumer.position(tp) >= ends[tp[0]].get(tp[1], 0) for tp in assigned
+            ):
+                break
     finally:
         consumer.close()
     return written

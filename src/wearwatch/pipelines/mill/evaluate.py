@@ -1,22 +1,41 @@
-"""Offline evaluation: twin → :class:`MillPipeline` in-process, in virtual time.
+"""Offline evaluation of the deployed path, in virtual time.
 
-The watermark is the largest event time seen minus ``watermark_delay_s``; the pipeline gets
-every PassRequest / PassActual in log order and a watermark after each. Outcomes are grouped
-by the scenario's phases (from the twin's ground truth, never shown to the pipeline).
+The twin writes to a scratch embedded log, a :class:`Worker` runs :class:`MillOperator` over
+it exactly as ``wearwatch worker mill`` does (per-partition watermarks, late halves, the
+checkpointed pipeline), and the decisions and outcomes are read back from the log. Outcomes
+are grouped by the scenario's phases using the twin's ground truth, which the pipeline never
+sees.
 """
 
 from __future__ import annotations
 
+import tempfile
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from wearwatch.bus.base import read_all
+from wearwatch.bus.sqlite import SqliteLog
 from wearwatch.events import PassActual, PassOutcome, PassRequest, Setpoint
 from wearwatch.learn.online import PIPELINE_LEARNERS
+from wearwatch.pipelines.mill.operator import (
+    DECISIONS_TOPIC,
+    OUTCOMES_TOPIC,
+    PASSES_TOPIC,
+    MillOperator,
+)
 from wearwatch.pipelines.mill.pipeline import MillPipeline, MillPipelineConfig
+from wearwatch.runtime.checkpoint import SqliteCheckpointStore
+from wearwatch.runtime.worker import Worker, WorkerOptions
+from wearwatch.twin.mill.publish import publish
 from wearwatch.twin.mill.simulation import MillTwin, MillTwinConfig
 
 #: The served value's EWMA APE (α) and the level it must stay under to count as recovered.
 RECOVERY_ALPHA = 0.2
 RECOVERY_LEVEL_PCT = 2.0
+_GROUP = "evaluate"
 
 
 def evaluate(
@@ -43,42 +62,62 @@ def evaluate(
             record_truth=True,
         )
     )
-    pipe = MillPipeline(pipeline_config or MillPipelineConfig(learners=learners, seed=seed))
-    epoch = twin.config.epoch_s
-    max_ts = epoch
-    outcomes: list[PassOutcome] = []
+    config = pipeline_config or MillPipelineConfig(learners=learners, seed=seed)
+    with tempfile.TemporaryDirectory(prefix="wearwatch-evaluate-") as tmp:
+        log = SqliteLog(Path(tmp) / "log.db")
+        publish(log, twin.events(max_passes=passes))
+        options = WorkerOptions(
+            watermark_delay_s=watermark_delay_s,
+            checkpoint_interval_s=3600.0,
+            poll_timeout_s=0.0,
+            exit_when_idle=True,
+        )
+        Worker(log, MillOperator(config=config), _GROUP, options).run(install_signals=False)
+        ratings = {
+            (e.slab_id, e.pass_no): e.rating_force_kn
+            for r in read_all(log, PASSES_TOPIC)
+            for e in msgspec.json.decode(r.value, type=list[PassRequest | PassActual])
+            if isinstance(e, PassRequest)
+        }
+        decisions = [
+            msgspec.json.decode(r.value, type=Setpoint) for r in read_all(log, DECISIONS_TOPIC)
+        ]
+        outcomes = [
+            msgspec.json.decode(r.value, type=PassOutcome) for r in read_all(log, OUTCOMES_TOPIC)
+        ]
+        pipelines = [
+            state.extra["mill"]
+            for state in SqliteCheckpointStore(log, _GROUP)
+            .load(PASSES_TOPIC, range(log.partitions(PASSES_TOPIC)))
+            .values()
+            if "mill" in state.extra
+        ]
+        log.close()
+    # Join order across product lines: by the measurement's event time.
+    outcomes.sort(key=lambda o: (o.ts, o.slab_id, o.pass_no))
+    router = pipelines[0].router if pipelines else MillPipeline(config).router
     violations = 0
     unexplained_fallbacks = 0
-    for event in twin.events(max_passes=passes):
-        if not isinstance(event, PassRequest | PassActual):
-            continue
-        max_ts = max(max_ts, event.ts.timestamp())
-        wm = max_ts - watermark_delay_s
-        for out in pipe.on_event(event, wm):
-            if isinstance(out, Setpoint):
-                low, high = pipe.router.limits(out.baseline_force_kn, event_rating(event))
-                if not low - 1e-9 <= out.served_force_kn <= high + 1e-9:
-                    violations += 1
-                if out.source != "model" and out.reason in ("", "model"):
-                    unexplained_fallbacks += 1
-            elif isinstance(out, PassOutcome):
-                outcomes.append(out)
-        pipe.on_watermark(wm)
-    pipe.on_watermark(max_ts + pipe.config.ttl_s + watermark_delay_s + 1.0)
+    for d in decisions:
+        low, high = router.limits(d.baseline_force_kn, ratings[(d.slab_id, d.pass_no)])
+        if not low - 1e-9 <= d.served_force_kn <= high + 1e-9:
+            violations += 1
+        if d.source != "model" and d.reason in ("", "model"):
+            unexplained_fallbacks += 1
+    stats = _merged_stats(pipelines)
 
     truth = twin.truth
     phase_names = [seg.name for seg in twin.scenario.segments]
     groups: dict[str, list[PassOutcome]] = {name: [] for name in phase_names}
     for o in outcomes:
         groups[truth[(o.slab_id, o.pass_no)].phase].append(o)
-    phases = {name: _summary(group, pipe.config.learners) for name, group in groups.items()}
-    stats = pipe.stats()
+    phases = {name: _summary(group, config.learners) for name, group in groups.items()}
     return {
         "scenario": scenario,
         "seed": seed,
         "passes": len(outcomes),
         "phases": phases,
-        "overall": _summary(outcomes, pipe.config.learners),
+        "overall": _summary(outcomes, config.learners),
         **_recovery(twin, outcomes),
         "decisions_by_reason": stats["decisions_by_reason"],
         "orphans": stats["orphans"],
@@ -88,12 +127,21 @@ def evaluate(
         "limit_violations": violations,
         "fallbacks_without_reason": unexplained_fallbacks,
         "drifts": stats["drifts"],
-        "default_learner": pipe.config.default_learner,
+        "default_learner": config.default_learner,
     }
 
 
-def event_rating(event: PassRequest | PassActual) -> float:
-    return event.rating_force_kn if isinstance(event, PassRequest) else float("inf")
+def _merged_stats(pipelines: list[MillPipeline]) -> dict[str, Any]:
+    """One partition's pipeline serves some product lines: add the partitions up."""
+    counters: Counter[str] = Counter()
+    decisions: Counter[str] = Counter()
+    drifts: dict[str, Any] = {}
+    for pipeline in pipelines:
+        stats = pipeline.stats()
+        counters.update({k: stats[k] for k in ("orphans", "duplicates", "late", "joined")})
+        decisions.update(stats["decisions_by_reason"])
+        drifts.update(stats["drifts"])
+    return {**counters, "decisions_by_reason": dict(sorted(decisions.items())), "drifts": drifts}
 
 
 def _mean(values: list[float]) -> float | None:

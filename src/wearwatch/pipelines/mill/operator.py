@@ -9,6 +9,7 @@ killed mid-run and restarted makes the same decisions as one that never stopped.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from wearwatch.events import DriftDetected, PassActual, PassOutcome, PassRequest, Setpoint
@@ -33,11 +34,18 @@ class MillOperator(KeyedOperator):
     input_type = PassRequest | PassActual
     outputs = (DECISIONS_TOPIC, OUTCOMES_TOPIC, DRIFT_TOPIC)
 
-    def __init__(self, **config: Any) -> None:
-        router = config.pop("router", None)
+    def __init__(self, config: MillPipelineConfig | None = None, **overrides: Any) -> None:
+        """``overrides`` are MillPipelineConfig fields (``--param ttl_s=60``); a ``router``
+        given as a dict becomes a RouterConfig."""
+        router = overrides.pop("router", None)
         if isinstance(router, dict):
-            router = RouterConfig(**router)
-        self.config = MillPipelineConfig(**config, **({"router": router} if router else {}))
+            overrides["router"] = RouterConfig(**router)
+        elif router is not None:
+            overrides["router"] = router
+        if isinstance(overrides.get("learners"), list):
+            overrides["learners"] = tuple(overrides["learners"])
+        base = config or MillPipelineConfig()
+        self.config = dataclasses.replace(base, **overrides) if overrides else base
 
     def key(self, event: PassRequest | PassActual) -> str:
         return event.slab_id

@@ -89,6 +89,7 @@ class MillPipeline:
             "duplicates": 0,
         }
         self.decisions: dict[str, int] = {}
+        self.purged_at = -math.inf
 
     # --- public API --------------------------------------------------------------------------
 
@@ -100,6 +101,9 @@ class MillPipeline:
         raise TypeError(f"event type {type(event).__name__!r}: expected PassRequest or PassActual")
 
     def on_watermark(self, watermark_s: float) -> list[Event]:
+        if watermark_s <= self.purged_at:
+            return []  # nothing can have expired since the last purge
+        self.purged_at = watermark_s
         ttl = self.config.ttl_s
         for key in [
             k for k, p in self.pending_requests.items() if _epoch(p.request) + ttl < watermark_s

@@ -10,7 +10,8 @@ consecutive joined passes at least ``promote_margin_pp`` better than the baselin
 
 Reasons: ``model`` (served the model), ``warmup``, ``trust_deficit``, ``limit_high``,
 ``limit_low`` (model outside the relative band), ``no_model`` (no finite model value),
-``over_rating`` (the candidate exceeded the rating → clamped to the rating). A model value
+``over_rating`` (the candidate exceeded the rating → clamped to the rating; appended to the
+reason the candidate was chosen for, e.g. ``warmup+over_rating``). A model value
 outside the band is clamped to the band's edge (source ``clipped``) by default — the trusted
 model says "more than +25 %", so the edge is closer to the truth than the baseline — or,
 with ``on_limit="physics"``, replaced by the baseline. Every source other than ``model`` is a
@@ -133,9 +134,10 @@ class ShadowRouter:
         else:
             value, source, reason = model_kn, "model", "model"
         if value > high:
-            value, reason = high, "over_rating"
-        elif value < low:
-            value = low
+            # The rating clamps whatever was chosen; keep the reason it was chosen for.
+            value, source = high, "clipped"
+            reason = "over_rating" if reason == "model" else f"{reason}+over_rating"
+        # Every candidate is ≥ baseline·(1 − lower) ≥ low, so only the rating can bind.
         return Decision(value, source, reason, state, low, high)
 
     def observe(

@@ -34,12 +34,18 @@ class PublishStats:
     lines_by_slab: dict[str, str] = field(default_factory=dict)
 
 
+#: Slabs whose product line the publisher remembers (a slab's passes span minutes).
+_REMEMBERED_SLABS = 10_000
+
+
 def _key(stats: PublishStats) -> Callable[[object], str]:
     lines = stats.lines_by_slab
 
     def key_of(event: object) -> str:
         if isinstance(event, PassRequest):
             lines[event.slab_id] = event.line
+            if len(lines) > _REMEMBERED_SLABS:
+                del lines[next(iter(lines))]  # the oldest slab (dicts keep insertion order)
             return event.line
         if isinstance(event, PassActual):
             # The request of a pass always precedes its measurement in the twin's log order.
@@ -130,6 +136,7 @@ def _apply_commands(control: Consumer, twin: MillTwin, log: Log, stats: PublishS
             letters.append(OutRecord(DEAD_LETTER_TOPIC, CONTROL_TOPIC.encode(), encode(letter)))
     if letters:
         log.produce(letters)
+        log.flush()  # the letters are durable before the commands' offsets are committed
     if records:
         control.commit()
 

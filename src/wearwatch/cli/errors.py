@@ -18,10 +18,11 @@ def is_user_error(exc: BaseException) -> bool:
     from pydantic import ValidationError
 
     from wearwatch.bus.base import LogError
+    from wearwatch.store.registry import RegistryError
 
-    if isinstance(exc, ValueError | OSError | LookupError | LogError | ValidationError):
-        return True
-    return any(cls.__name__ == "RegistryError" for cls in type(exc).__mro__)
+    return isinstance(
+        exc, ValueError | OSError | LookupError | LogError | RegistryError | ValidationError
+    )
 
 
 def describe(exc: BaseException) -> str:

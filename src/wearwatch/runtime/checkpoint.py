@@ -23,7 +23,15 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from wearwatch.bus.base import Consumer, Log, OutRecord, Record, TopicPartition, read_all
+from wearwatch.bus.base import (
+    Consumer,
+    Log,
+    LogError,
+    OutRecord,
+    Record,
+    TopicPartition,
+    read_all,
+)
 from wearwatch.runtime.operator import Emitted, PartitionState
 
 logger = logging.getLogger(__name__)
@@ -135,9 +143,6 @@ class KafkaCheckpointStore:
     """
 
     def __init__(self, log: Log, group: str) -> None:
-        from wearwatch.bus.kafka import KafkaLogError
-
-        self._commit_errors = KafkaLogError
         self.log = log
         self.group = group
         self.topic = f"{group}.checkpoints"
@@ -174,7 +179,7 @@ class KafkaCheckpointStore:
         self.log.flush()
         try:
             consumer.commit({tp: state.position for tp, state in states.items()})
-        except self._commit_errors as exc:
+        except LogError as exc:
             # Restores seek to the snapshot's position, not the group's offset: the
             # snapshot just written is what counts, so a failed commit (e.g. mid-rebalance)
             # costs nothing.

@@ -230,8 +230,7 @@ class Worker:
     # -- partition ownership -----------------------------------------------------------------
 
     def _on_assign(self, tps: list[TopicPartition]) -> None:
-        if self._store is None:
-            self._store = checkpoint_store_for(self.log, self.group)
+        assert self._store is not None  # set by run() before the consumer exists
         partitions = [p for (topic, p) in tps if topic == self.topic]
         restored = self._store.load(self.topic, partitions)
         for partition in partitions:

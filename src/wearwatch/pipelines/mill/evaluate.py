@@ -27,6 +27,7 @@ from wearwatch.pipelines.mill.operator import (
     MillOperator,
 )
 from wearwatch.pipelines.mill.pipeline import MillPipeline, MillPipelineConfig
+from wearwatch.pipelines.mill.router import ShadowRouter
 from wearwatch.runtime.checkpoint import SqliteCheckpointStore
 from wearwatch.runtime.worker import Worker, WorkerOptions
 from wearwatch.twin.mill.publish import publish
@@ -95,7 +96,7 @@ def evaluate(
         log.close()
     # Join order across product lines: by the measurement's event time.
     outcomes.sort(key=lambda o: (o.ts, o.slab_id, o.pass_no))
-    router = pipelines[0].router if pipelines else MillPipeline(config).router
+    router = ShadowRouter(config.router)  # only its (stateless) limits are used here
     violations = 0
     unexplained_fallbacks = 0
     for d in decisions:

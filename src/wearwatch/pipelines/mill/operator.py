@@ -37,11 +37,8 @@ class MillOperator(KeyedOperator):
     def __init__(self, config: MillPipelineConfig | None = None, **overrides: Any) -> None:
         """``overrides`` are MillPipelineConfig fields (``--param ttl_s=60``); a ``router``
         given as a dict becomes a RouterConfig."""
-        router = overrides.pop("router", None)
-        if isinstance(router, dict):
-            overrides["router"] = RouterConfig(**router)
-        elif router is not None:
-            overrides["router"] = router
+        if isinstance(overrides.get("router"), dict):
+            overrides["router"] = RouterConfig(**overrides["router"])
         if isinstance(overrides.get("learners"), list):
             overrides["learners"] = tuple(overrides["learners"])
         base = config or MillPipelineConfig()

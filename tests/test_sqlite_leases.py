@@ -540,3 +540,29 @@ def test_a_worker_stopped_past_its_lease_is_fenced_off(tmp_path: Path) -> None:
                 proc.kill()
                 proc.wait()
     _assert_like_reference(path, tmp_path / "reference.db")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("inf", "lease_s='inf': Input should be a finite number"),
+        ("nan", "lease_s='nan': Input should be a finite number"),
+        ("0", "lease_s='0': Input should be greater than 0"),
+        ("1e300", "lease_s='1e300': Input should be less than or equal to 3600"),
+    ],
+)
+def test_a_bad_lease_setting_stops_the_worker_command_with_one_line(
+    tmp_path: Path, value: str, message: str
+) -> None:
+    bus = f"sqlite:///{tmp_path / 'log.db'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "wearwatch", "worker", "reading_totals", "--bus", bus],
+        env=dict(os.environ, WEARWATCH_LEASE_S=value),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: config {message}"]
+    assert result.stdout == ""
+    assert not (tmp_path / "log.db").exists()

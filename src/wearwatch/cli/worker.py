@@ -80,10 +80,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run PIPELINE with exactly-once checkpoints until SIGINT/SIGTERM.
 
-        Workers of one group (--workers N, or several commands) split the partitions: through
-        Kafka's consumer group on Kafka, through leases in the log's database on the embedded
-        log. A worker that dies without closing hands its partitions over once its lease
-        expires (WEARWATCH_LEASE_S).
+        Workers of one group (--workers N, or several commands) split the
+        partitions: through Kafka's consumer group on Kafka, through leases in
+        the log's database on the embedded log. A worker that dies without
+        closing hands its partitions over once its lease expires
+        (WEARWATCH_LEASE_S).
         """
         from wearwatch.pipelines import build_pipeline
 

@@ -314,11 +314,12 @@ def test_kafka_flush_raises_on_delivery_error(kafka_url: str) -> None:
 
 _MEMBER = r"""
 import json, sys
-from wearwatch.bus.kafka import KafkaLog
+from wearwatch.bus import open_log
 
 url, group, topic = sys.argv[1:4]
-log = KafkaLog(url)
-consumer = log.consumer(group, [topic])
+log = open_log(url)
+# The embedded log's members hold leases: a short one, so a killed member's partitions move soon.
+consumer = log.consumer(group, [topic], **({"lease_s": 2.0} if url.startswith("sqlite") else {}))
 last = None
 while True:
     records = consumer.poll(500, 0.1)
@@ -387,14 +388,10 @@ def wait_for(condition, timeout_s: float, members: list[Member], what: str) -> N
         time.sleep(0.05)
 
 
-@pytest.mark.kafka
-def test_kafka_group_splits_partitions_and_fails_over(kafka_url: str) -> None:
-    from wearwatch.bus.kafka import KafkaLog
-
-    log = KafkaLog(kafka_url)
+def test_group_splits_partitions_and_fails_over(log: Log) -> None:
     topic, group = unique("failover"), unique("g")
     log.create_topic(topic, 4)
-    a, b = Member(kafka_url, group, topic), Member(kafka_url, group, topic)
+    a, b = Member(log.url, group, topic), Member(log.url, group, topic)
     try:
         wait_for(
             lambda: sorted(a.assignment + b.assignment) == [0, 1, 2, 3] and len(a.assignment) == 2,
@@ -410,7 +407,8 @@ def test_kafka_group_splits_partitions_and_fails_over(kafka_url: str) -> None:
         b.proc.send_signal(signal.SIGKILL)
         b.proc.wait(timeout=5)
         produce_keyed(log, topic, 40, keys=40)
-        # The group notices after session.timeout.ms (6 s) and gives everything to a.
+        # The group notices after session.timeout.ms (6 s; the lease, 2 s, on the embedded
+        # log) and gives everything to a.
         wait_for(lambda: a.assignment == [0, 1, 2, 3], 30.0, [a], "failover to a")
         wait_for(
             lambda: len(a.records) + len(b.records) >= 80, 15.0, [a], "a reading b's partitions"
@@ -423,4 +421,3 @@ def test_kafka_group_splits_partitions_and_fails_over(kafka_url: str) -> None:
     finally:
         a.stop()
         b.stop()
-        log.close()

@@ -123,7 +123,12 @@ def test_killed_mill_worker_makes_the_same_decisions_as_an_uninterrupted_one(
     total = sum(log.end_offsets(PASSES_TOPIC).values())
     log.close()
 
-    env = dict(os.environ, WEARWATCH_CHECKPOINT_INTERVAL_S="0.02", WEARWATCH_POLL_MAX_RECORDS="2")
+    env = dict(
+        os.environ,
+        WEARWATCH_CHECKPOINT_INTERVAL_S="0.02",
+        WEARWATCH_POLL_MAX_RECORDS="2",
+        WEARWATCH_LEASE_S="1",  # a restart waits for the killed worker's lease to expire
+    )
     cmd = [
         sys.executable,
         "-m",

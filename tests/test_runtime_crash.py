@@ -76,6 +76,7 @@ def test_sigkill_at_random_points_gives_the_uninterrupted_output(
         WEARWATCH_WATERMARK_DELAY_S="0.1",
         WEARWATCH_CHECKPOINT_INTERVAL_S="0.02",
         WEARWATCH_POLL_MAX_RECORDS="3",
+        WEARWATCH_LEASE_S="1",  # a restart waits for the killed worker's lease to expire
     )
     cmd = [
         sys.executable,

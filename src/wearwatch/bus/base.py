@@ -20,6 +20,15 @@ class LogError(RuntimeError):
     """The log could not do what was asked (broker unreachable, delivery failed, …)."""
 
 
+class PartitionsLostError(LogError):
+    """A commit named partitions this group member no longer owns (another member took them
+    over, e.g. after this one stalled past its lease): nothing of the commit was written."""
+
+    def __init__(self, message: str, partitions: Sequence[TopicPartition]) -> None:
+        super().__init__(message)
+        self.partitions = list(partitions)
+
+
 AssignCallback = Callable[[list[TopicPartition]], None]
 
 

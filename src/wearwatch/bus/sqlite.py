@@ -6,25 +6,52 @@ take SQLite's write lock (``BEGIN IMMEDIATE``); readers never block writers (WAL
 
 Exactly-once on this backend comes from :meth:`SqliteLog.transaction`: a worker appends its
 outputs, saves its state and commits its input positions in one SQLite transaction.
+
+Consumer groups have no broker to rebalance them, so their members coordinate in the database
+itself (the embedded equivalent of Kafka's cooperative rebalance):
+
+* A member registers in ``group_members`` on its first poll and holds a **lease** per partition
+  in ``group_leases``; both expire ``lease_s`` after the last renewal. Polls renew them every
+  ``lease_s / 4`` and every fenced commit renews them too.
+* The live members share the partitions by :func:`lease_plan` (per topic, round-robin over the
+  sorted member ids). A member takes a partition the plan gives it only when no other member
+  holds a live lease on it; it releases a partition the plan gives to another member after
+  ``on_revoke`` (so the worker checkpoints first). Joins, leaves and releases bump the group's
+  epoch, which the others read on every poll: a hand-over takes one poll, not a lease period.
+  A member that dies without closing keeps its partitions until its lease expires.
+* **Fencing**: the lease row names the owner. :meth:`SqliteConsumer.fence` runs inside the
+  committing transaction and refuses partitions whose row names another member, so two members
+  never both commit one partition, even when one stalled past its lease and came back.
+* Leases use the wall clock (one clock: every process shares the machine); no output depends on
+  them, only who computes it.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import math
+import os
+import secrets
 import sqlite3
 import threading
 import time
+import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from wearwatch.bus.base import (
     AssignCallback,
     OutRecord,
+    PartitionsLostError,
     Record,
     TopicPartition,
     partition_for,
 )
+
+logger = logging.getLogger(__name__)
 
 OFFSET_BITS = 40
 OFFSET_SPAN = 1 << OFFSET_BITS
@@ -42,7 +69,19 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE TABLE IF NOT EXISTS group_offsets (
     grp TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
     next_offset INTEGER NOT NULL, PRIMARY KEY (grp, topic, partition)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_members (
+    grp TEXT NOT NULL, member_id TEXT NOT NULL, topics TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL, PRIMARY KEY (grp, member_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_leases (
+    grp TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
+    member_id TEXT NOT NULL, expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic, partition)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_epochs (
+    grp TEXT PRIMARY KEY, epoch INTEGER NOT NULL) WITHOUT ROWID;
 """
+
+#: Longest lease a consumer accepts (``WEARWATCH_LEASE_S`` has the same bound).
+MAX_LEASE_S = 3600.0
 
 
 class SqliteLog:
@@ -221,10 +260,11 @@ class SqliteLog:
         *,
         on_assign: AssignCallback | None = None,
         on_revoke: AssignCallback | None = None,
-        member: int = 0,
-        members: int = 1,
+        lease_s: float = 10.0,
     ) -> SqliteConsumer:
-        return SqliteConsumer(self, group, topics, on_assign, on_revoke, member, members)
+        """A group member; ``lease_s``: how long its partitions stay its own without a
+        renewal, i.e. how long a member that died holds up its partitions."""
+        return SqliteConsumer(self, group, topics, on_assign, on_revoke, lease_s)
 
     def committed(self, group: str, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         out: dict[TopicPartition, int] = {}
@@ -279,9 +319,46 @@ class SqliteLog:
         self.conn.close()
 
 
+def lease_plan(
+    members: Mapping[str, Collection[str]], partitions: Mapping[str, int]
+) -> dict[TopicPartition, str]:
+    """Which member each partition belongs to, given the live members (id → subscribed topics)
+    and the partition count of each topic.
+
+    Per topic, round-robin over the sorted ids of the members subscribed to it, starting at a
+    member picked by the topic's name, so several topics spread evenly and every member
+    computes the same plan from the same rows.
+
+    >>> plan = lease_plan({"a": ["t"], "b": ["t", "u"]}, {"t": 4, "u": 1})
+    >>> sorted(owner for (topic, _), owner in plan.items() if topic == "t")
+    ['a', 'a', 'b', 'b']
+    >>> plan[("u", 0)]
+    'b'
+    """
+    plan: dict[TopicPartition, str] = {}
+    for topic, count in sorted(partitions.items()):
+        subscribed = sorted(m for m, topics in members.items() if topic in topics)
+        if not subscribed:
+            continue
+        start = zlib.crc32(topic.encode())
+        for partition in range(count):
+            plan[(topic, partition)] = subscribed[(start + partition) % len(subscribed)]
+    return plan
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class SqliteConsumer:
-    """A group member. Partitions are split statically: member ``i`` of ``n`` reads the
-    partitions ``p`` with ``p % n == i`` (the embedded log has no broker to rebalance)."""
+    """A group member holding leases on its partitions (see the module docstring).
+
+    ``on_assign``/``on_revoke`` are called from inside :meth:`poll` with the partitions newly
+    taken / about to be released (incremental, like Kafka's cooperative-sticky); seeks made in
+    ``on_assign`` set the start positions. Partitions found to be another member's already are
+    passed to ``on_revoke`` with :attr:`lost` set to True: their uncommitted work must be
+    dropped, not committed.
+    """
 
     def __init__(
         self,
@@ -290,26 +367,40 @@ class SqliteConsumer:
         topics: Sequence[str],
         on_assign: AssignCallback | None,
         on_revoke: AssignCallback | None,
-        member: int,
-        members: int,
+        lease_s: float,
     ) -> None:
-        if not 0 <= member < members:
-            raise ValueError(f"member={member}: must be in [0, members={members})")
+        if not (math.isfinite(lease_s) and 0 < lease_s <= MAX_LEASE_S):
+            raise ValueError(
+                f"lease_s={lease_s!r}: must be a number of seconds in (0, {MAX_LEASE_S:g}]"
+            )
         self.log = log
         self.group = group
-        self._on_revoke = on_revoke
-        self._assigned: list[TopicPartition] = [
-            (topic, p)
-            for topic in topics
-            for p in range(log.partitions(topic))
-            if p % members == member
-        ]
-        self._positions = log.committed(group, self._assigned)
-        self._next = 0
+        self._partitions = {topic: log.partitions(topic) for topic in dict.fromkeys(topics)}
+        self._topics = json.dumps(sorted(self._partitions))
+        self._lease_ms = max(1, round(lease_s * 1000))
+        self._heartbeat_s = lease_s / 4
+        #: Random per instance (pid first, for people reading the tables); never in outputs.
+        self.member_id = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._assigned: list[TopicPartition] = []
+        self._positions: dict[TopicPartition, int] = {}
+        #: What the plan gave this member at its last look at the group.
+        self._wanted: set[TopicPartition] | None = None
+        #: Partitions taken away from under this member, to pass to ``on_revoke`` (lost).
+        self._lost: list[TopicPartition] = []
+        self._epoch = -1
+        self._next_sync = 0.0
+        self._next = 0
+        self._closed = False
+        self._joined = False
+        #: True while ``on_revoke`` is called for partitions already owned by someone else.
+        self.lost = False
+
+    # -- Consumer protocol ---------------------------------------------------------------------
 
     def assignment(self) -> list[TopicPartition]:
-        return list(self._assigned)
+        return sorted(self._assigned)
 
     def position(self, tp: TopicPartition) -> int:
         return self._positions[tp]
@@ -320,13 +411,9 @@ class SqliteConsumer:
         self._positions[tp] = offset
 
     def poll(self, max_records: int = 500, timeout_s: float = 0.2) -> list[Record]:
-        if self._on_assign is not None:
-            # Like Kafka, the assignment is announced from inside poll(); seeks made by the
-            # callback set the start positions.
-            callback, self._on_assign = self._on_assign, None
-            callback(list(self._assigned))
         deadline = time.monotonic() + timeout_s
         while True:
+            self._follow_group()
             out = self._poll_once(max_records)
             if out or time.monotonic() >= deadline:
                 return out
@@ -353,14 +440,229 @@ class SqliteConsumer:
         return out
 
     def commit(self, positions: dict[TopicPartition, int] | None = None) -> None:
-        self.log.commit_offsets(
-            self.group, dict(self._positions) if positions is None else positions
-        )
+        """Commit positions of partitions this member holds (:class:`PartitionsLostError`,
+        and nothing written, if one is someone else's now)."""
+        positions = dict(self._positions) if positions is None else positions
+        with self.log.transaction() as conn:
+            self.fence(conn, list(positions))
+            self.log.commit_offsets(self.group, positions)
 
     def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         return self.log.committed(self.group, tps)
 
     def close(self) -> None:
-        if self._on_revoke is not None:
-            self._on_revoke(list(self._assigned))
-        self._assigned = []
+        """Revoke (lost ones as lost), then release the leases and leave the group."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._assigned:
+                mine = self._leased(self.log.conn)
+                self._mark_lost([tp for tp in self._assigned if tp not in mine])
+            self._revoke_lost()
+            if self._assigned:
+                self._call(self._on_revoke, list(self._assigned))
+        finally:
+            self._assigned = []
+            self._positions.clear()
+            self._lost = []
+            self._leave()
+
+    # -- group membership ----------------------------------------------------------------------
+
+    def balanced(self) -> bool:
+        """True once this member holds every partition the plan gives it (as of its last look
+        at the group): until then, being caught up on what it holds does not mean done."""
+        return self._wanted is not None and self._wanted <= set(self._assigned)
+
+    def fence(self, conn: sqlite3.Connection, tps: Iterable[TopicPartition]) -> None:
+        """Inside the caller's write transaction on this log: check that this member holds
+        the lease of every partition in ``tps`` and renew its leases.
+
+        A partition whose lease row names another member (or none) is lost: it leaves the
+        assignment at once, goes to ``on_revoke`` (lost) on the next poll, and
+        :class:`PartitionsLostError` is raised so the caller's transaction writes nothing.
+        """
+        mine = self._leased(conn)
+        lost = sorted(set(tps) - mine)
+        if lost:
+            self._mark_lost(lost)
+            raise PartitionsLostError(
+                f"group {self.group}: member {self.member_id} no longer owns {lost}"
+                " (another member took them over); nothing was committed",
+                lost,
+            )
+        now_ms = _now_ms()
+        self._register(conn, now_ms)
+        conn.execute(
+            "UPDATE group_leases SET expires_ms=? WHERE grp=? AND member_id=?",
+            (now_ms + self._lease_ms, self.group, self.member_id),
+        )
+
+    def _leased(self, conn: sqlite3.Connection) -> set[TopicPartition]:
+        rows = conn.execute(
+            "SELECT topic, partition FROM group_leases WHERE grp=? AND member_id=?",
+            (self.group, self.member_id),
+        ).fetchall()
+        return {(topic, partition) for topic, partition in rows}
+
+    def _follow_group(self) -> None:
+        """Rebalance when the heartbeat is due or another member joined, left or released."""
+        if self._closed:
+            raise RuntimeError(f"consumer of group {self.group} is closed")
+        self._revoke_lost()
+        if time.monotonic() >= self._next_sync or self._read_epoch(self.log.conn) != self._epoch:
+            self._rebalance()
+
+    def _read_epoch(self, conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT epoch FROM group_epochs WHERE grp=?", (self.group,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _bump_epoch(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO group_epochs(grp, epoch) VALUES (?, 1)"
+            " ON CONFLICT(grp) DO UPDATE SET epoch = epoch + 1",
+            (self.group,),
+        )
+
+    def _register(self, conn: sqlite3.Connection, now_ms: int) -> None:
+        """Renew this member's row (re-insert it, and tell the group, if it was gone)."""
+        expires_ms = now_ms + self._lease_ms
+        cur = conn.execute(
+            "UPDATE group_members SET expires_ms=? WHERE grp=? AND member_id=?",
+            (expires_ms, self.group, self.member_id),
+        )
+        self._joined = True
+        if cur.rowcount == 0:
+            conn.execute(
+                "INSERT INTO group_members(grp, member_id, topics, expires_ms) VALUES (?,?,?,?)",
+                (self.group, self.member_id, self._topics, expires_ms),
+            )
+            self._bump_epoch(conn)
+
+    def _rebalance(self) -> None:
+        me, group = self.member_id, self.group
+        now_ms = _now_ms()
+        expires_ms = now_ms + self._lease_ms
+        with self.log.transaction() as conn:
+            self._register(conn, now_ms)
+            dead = conn.execute(
+                "DELETE FROM group_members WHERE grp=? AND expires_ms<=?", (group, now_ms)
+            ).rowcount
+            if dead:
+                self._bump_epoch(conn)
+            members = {
+                member: json.loads(topics)
+                for member, topics in conn.execute(
+                    "SELECT member_id, topics FROM group_members WHERE grp=?", (group,)
+                )
+            }
+            leases = {
+                (topic, partition): (owner, expires)
+                for topic, partition, owner, expires in conn.execute(
+                    "SELECT topic, partition, member_id, expires_ms FROM group_leases WHERE grp=?",
+                    (group,),
+                )
+            }
+            wanted = {
+                tp for tp, owner in lease_plan(members, self._partitions).items() if owner == me
+            }
+            lost = [tp for tp in self._assigned if leases.get(tp, ("",))[0] != me]
+            kept = set(self._assigned) - set(lost)
+            release = sorted(kept - wanted)
+            take = sorted(
+                tp
+                for tp in wanted - kept
+                if tp not in leases or leases[tp][0] == me or leases[tp][1] <= now_ms
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO group_leases(grp, topic, partition, member_id,"
+                " expires_ms) VALUES (?,?,?,?,?)",
+                [(group, topic, partition, me, expires_ms) for topic, partition in take],
+            )
+            conn.execute(
+                "UPDATE group_leases SET expires_ms=? WHERE grp=? AND member_id=?",
+                (expires_ms, group, me),
+            )
+            self._epoch = self._read_epoch(conn)
+        self._next_sync = time.monotonic() + self._heartbeat_s
+        self._wanted = wanted
+        if len(wanted - kept) > len(take):
+            logger.info(
+                "group %s: member %s waits for %s, leased by other members",
+                group,
+                me,
+                sorted(wanted - kept - set(take)),
+            )
+        # Callbacks run outside the write transaction: they checkpoint, i.e. write, themselves.
+        self._mark_lost(lost)
+        self._revoke_lost()
+        if release:
+            self._release(release)
+        if take:
+            self._assigned.extend(take)
+            self._positions.update(self.log.committed(group, take))
+            self._call(self._on_assign, take)
+
+    def _mark_lost(self, tps: Iterable[TopicPartition]) -> None:
+        for tp in tps:
+            if tp in self._positions:
+                self._assigned.remove(tp)
+                del self._positions[tp]
+                self._lost.append(tp)
+
+    def _revoke_lost(self) -> None:
+        if not self._lost:
+            return
+        lost, self._lost = self._lost, []
+        logger.warning(
+            "group %s: member %s lost %s to another member (its lease expired)",
+            self.group,
+            self.member_id,
+            lost,
+        )
+        self.lost = True
+        try:
+            self._call(self._on_revoke, lost)
+        finally:
+            self.lost = False
+
+    def _release(self, tps: list[TopicPartition]) -> None:
+        """Hand partitions the plan gives to another member over: revoke, then unlease."""
+        try:
+            self._call(self._on_revoke, tps)
+        finally:
+            for tp in tps:
+                self._assigned.remove(tp)
+                del self._positions[tp]
+            with self.log.transaction() as conn:
+                conn.executemany(
+                    "DELETE FROM group_leases"
+                    " WHERE grp=? AND topic=? AND partition=? AND member_id=?",
+                    [(self.group, topic, partition, self.member_id) for topic, partition in tps],
+                )
+                self._bump_epoch(conn)
+                self._epoch = self._read_epoch(conn)
+
+    def _leave(self) -> None:
+        if not self._joined:
+            return
+        try:
+            with self.log.transaction() as conn:
+                conn.execute(
+                    "DELETE FROM group_leases WHERE grp=? AND member_id=?",
+                    (self.group, self.member_id),
+                )
+                conn.execute(
+                    "DELETE FROM group_members WHERE grp=? AND member_id=?",
+                    (self.group, self.member_id),
+                )
+                self._bump_epoch(conn)
+        except sqlite3.Error as exc:
+            # The leases then expire on their own; a failed close must not hide why it closed.
+            logger.warning("group %s: could not release leases: %s", self.group, exc)
+
+    @staticmethod
+    def _call(callback: AssignCallback | None, tps: list[TopicPartition]) -> None:
+        if callback is not None and tps:
+            callback(list(tps))

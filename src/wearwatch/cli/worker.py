@@ -31,8 +31,6 @@ def _run_one(
     params: dict[str, Any],
     group: str,
     bus: str | None,
-    member: int,
-    members: int,
     exit_when_idle: bool,
     quiet: bool,
 ) -> None:
@@ -44,9 +42,7 @@ def _run_one(
 
     operator = build_pipeline(pipeline, params)
     log = open_log(bus)
-    options = WorkerOptions.from_settings(
-        exit_when_idle=exit_when_idle, member=member, members=members
-    )
+    options = WorkerOptions.from_settings(exit_when_idle=exit_when_idle)
     console = Console(stderr=True)
 
     last: list[object] = [None]
@@ -79,15 +75,16 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(1, min=1, help="worker processes in this group"),
         bus: str = typer.Option(None, help="log URL (default: WEARWATCH_BUS)"),
         param: list[str] = typer.Option([], help="pipeline parameter key=value (repeatable)"),
-        member: int = typer.Option(0, help="embedded log only: this worker's index"),
-        members: int = typer.Option(1, help="embedded log only: workers sharing the group"),
         exit_when_idle: bool = typer.Option(False, help="stop once the input is drained"),
         quiet: bool = typer.Option(False, help="no progress lines"),
     ) -> None:
         """Run PIPELINE with exactly-once checkpoints until SIGINT/SIGTERM.
 
-        On Kafka, N workers in one group split the partitions through Kafka's consumer group;
-        on the embedded log, --workers N splits them statically (worker i reads p % N == i).
+        Workers of one group (--workers N, or several commands) split the
+        partitions: through Kafka's consumer group on Kafka, through leases in
+        the log's database on the embedded log. A worker that dies without
+        closing hands its partitions over once its lease expires
+        (WEARWATCH_LEASE_S).
         """
         from wearwatch.pipelines import build_pipeline
 
@@ -97,24 +94,12 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             fail(str(exc))
         group = group or pipeline
+        args = (pipeline, params, group, bus, exit_when_idle, quiet)
         if workers == 1:
-            _run_one(pipeline, params, group, bus, member, members, exit_when_idle, quiet)
+            _run_one(*args)
             return
-        is_kafka = (bus or "").startswith("kafka://") or os.environ.get(
-            "WEARWATCH_BUS", ""
-        ).startswith("kafka://")
         procs = []
-        for i in range(workers):
-            args = (
-                pipeline,
-                params,
-                group,
-                bus,
-                0 if is_kafka else i,
-                1 if is_kafka else workers,
-                exit_when_idle,
-                quiet,
-            )
+        for _ in range(workers):
             proc = multiprocessing.get_context("spawn").Process(target=_run_one, args=args)
             proc.start()
             procs.append(proc)

@@ -125,6 +125,11 @@ class SqliteCheckpointStore:
             blob, digest = dump_state(state)
             rows.append((self.group, topic, partition, blob, digest, now_ms))
         with self.log.transaction() as conn:
+            # Fencing: refuse (PartitionsLostError, nothing written) partitions whose lease
+            # another member holds now, in the transaction that would commit them.
+            fence = getattr(consumer, "fence", None)
+            if fence is not None:
+                fence(conn, list(states))
             self.log.produce(_out_records(outputs))
             conn.executemany(
                 "INSERT OR REPLACE INTO checkpoints"

@@ -1,21 +1,23 @@
 """The worker: poll a batch, run the operator per event, checkpoint, repeat.
 
-One worker owns some partitions of the operator's input topic (all of them on the embedded
-log unless split with ``member``/``members``; whatever Kafka's group assigns on Kafka). On
-assignment it restores each partition's state from its checkpoint and seeks to the position
-that state reflects; on revocation it checkpoints first. SIGINT/SIGTERM stop it after a final
+One worker owns the partitions of the operator's input topic that its consumer group gives it
+(Kafka's group on Kafka; leases in the log's database on the embedded log). On assignment it
+restores each partition's state from its checkpoint and seeks to the position that state
+reflects; on revocation it checkpoints first; partitions lost to another member (a commit was
+fenced) have their uncommitted outputs and state dropped. SIGINT/SIGTERM stop it after a final
 checkpoint.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from wearwatch.bus.base import Consumer, Log, Record, TopicPartition
+from wearwatch.bus.base import Consumer, Log, PartitionsLostError, Record, TopicPartition
 from wearwatch.events import decode_batch, encode
 from wearwatch.runtime.checkpoint import CheckpointStore, checkpoint_store_for
 from wearwatch.runtime.operator import (
@@ -25,6 +27,8 @@ from wearwatch.runtime.operator import (
     KeyedOperator,
     PartitionState,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,8 @@ class WorkerOptions:
     retention_every_s: float = 60.0
     max_event_bytes: int = 65536
     exit_when_idle: bool = False
-    member: int = 0
-    members: int = 1
+    #: Embedded log: how long a member's partitions stay its own without a renewal.
+    lease_s: float = 10.0
 
     @classmethod
     def from_settings(cls, **overrides: object) -> WorkerOptions:
@@ -51,6 +55,7 @@ class WorkerOptions:
             "checkpoint_interval_s": s.checkpoint_interval_s,
             "poll_max_records": s.poll_max_records,
             "max_event_bytes": s.max_event_bytes,
+            "lease_s": s.lease_s,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
@@ -103,7 +108,7 @@ class Worker:
             signal.signal(signal.SIGINT, self.stop)
         kwargs = {}
         if self.log.url.startswith("sqlite:"):
-            kwargs = {"member": self.options.member, "members": self.options.members}
+            kwargs = {"lease_s": self.options.lease_s}
         self._consumer = self.log.consumer(
             self.group,
             [self.topic],
@@ -213,13 +218,22 @@ class Worker:
         if not self.dirty and not self.outputs:
             return
         states = {(self.topic, p): self.states[p] for p in sorted(self.dirty)}
-        self._store.commit(self.outputs, states, self._consumer)
+        try:
+            self._store.commit(self.outputs, states, self._consumer)
+        except PartitionsLostError as exc:
+            # Nothing was written. The consumer revokes the lost partitions (dropping their
+            # work) on its next poll or close; the others are committed next time.
+            logger.warning("checkpoint refused: %s", exc)
+            return
         self.outputs.clear()
         self.dirty.clear()
         self.checkpoints += 1
 
     def _caught_up(self) -> bool:
         assert self._consumer is not None
+        balanced = getattr(self._consumer, "balanced", None)
+        if balanced is not None and not balanced():
+            return False  # the embedded log's plan gives it partitions it does not hold yet
         ends = self.log.end_offsets(self.topic)
         return all(
             self.states[p].position >= ends.get(p, 0)
@@ -244,13 +258,12 @@ class Worker:
 
     def _on_revoke(self, tps: list[TopicPartition]) -> None:
         revoked = {p for (topic, p) in tps if topic == self.topic}
-        if self._failed or getattr(self._consumer, "lost", False):
-            # Half-processed, or already someone else's: outputs and state since the last
-            # checkpoint are dropped here and recomputed from that checkpoint.
-            self.outputs[:] = [o for o in self.outputs if o.source_partition not in revoked]
-            self.dirty -= revoked
-        else:
+        if not (self._failed or getattr(self._consumer, "lost", False)):
             self.checkpoint()
+        # Half-processed, already someone else's, or refused by the checkpoint's fencing:
+        # whatever is left since the last checkpoint is dropped and recomputed from it.
+        self.outputs[:] = [o for o in self.outputs if o.source_partition not in revoked]
+        self.dirty -= revoked
         for partition in revoked:
             self.states.pop(partition, None)
             self.contexts.pop(partition, None)

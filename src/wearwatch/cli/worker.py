@@ -35,17 +35,24 @@ def _run_one(
     members: int,
     exit_when_idle: bool,
     quiet: bool,
+    unsigned_checkpoints: bool = False,
 ) -> None:
     from rich.console import Console
 
     from wearwatch.bus import open_log
+    from wearwatch.config import get_settings
     from wearwatch.pipelines import build_pipeline
     from wearwatch.runtime.worker import Worker, WorkerOptions
 
     operator = build_pipeline(pipeline, params)
     log = open_log(bus)
+    settings = get_settings()
     options = WorkerOptions.from_settings(
-        exit_when_idle=exit_when_idle, member=member, members=members
+        exit_when_idle=exit_when_idle,
+        member=member,
+        members=members,
+        checkpoint_key=settings.checkpoint_key,
+        unsigned_checkpoints=unsigned_checkpoints or settings.checkpoint_unsigned,
     )
     console = Console(stderr=True)
 
@@ -71,6 +78,26 @@ def _run_one(
         console.print(f"{pipeline}: stopped; counters {dict(counters)}")
 
 
+def _check_checkpoint_key(bus: str | None, unsigned: bool) -> None:
+    """Refuse (one line) before any worker starts when checkpoints could not be authenticated;
+    on the embedded log this also creates the key file once, before workers race for it."""
+    from wearwatch.config import get_settings
+    from wearwatch.runtime.checkpoint import CheckpointKeyError, resolve_checkpoint_key
+
+    settings = get_settings()
+    url = bus or settings.bus_url
+    if not url.startswith(("sqlite:///", "kafka://")):
+        return  # open_log says what is wrong with it
+    try:
+        resolve_checkpoint_key(
+            url,
+            settings.checkpoint_key,
+            unsigned or settings.checkpoint_unsigned,
+        )
+    except CheckpointKeyError as exc:
+        fail(str(exc))
+
+
 def register(app: typer.Typer) -> None:
     @app.command("worker")
     def worker(
@@ -83,6 +110,9 @@ def register(app: typer.Typer) -> None:
         members: int = typer.Option(1, help="embedded log only: workers sharing the group"),
         exit_when_idle: bool = typer.Option(False, help="stop once the input is drained"),
         quiet: bool = typer.Option(False, help="no progress lines"),
+        unsigned_checkpoints: bool = typer.Option(
+            False, help="Kafka without WEARWATCH_CHECKPOINT_KEY: unauthenticated checkpoints"
+        ),
     ) -> None:
         """Run PIPELINE with exactly-once checkpoints until SIGINT/SIGTERM.
 
@@ -97,8 +127,19 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             fail(str(exc))
         group = group or pipeline
+        _check_checkpoint_key(bus, unsigned_checkpoints)
         if workers == 1:
-            _run_one(pipeline, params, group, bus, member, members, exit_when_idle, quiet)
+            _run_one(
+                pipeline,
+                params,
+                group,
+                bus,
+                member,
+                members,
+                exit_when_idle,
+                quiet,
+                unsigned_checkpoints,
+            )
             return
         is_kafka = (bus or "").startswith("kafka://") or os.environ.get(
             "WEARWATCH_BUS", ""
@@ -114,6 +155,7 @@ def register(app: typer.Typer) -> None:
                 1 if is_kafka else workers,
                 exit_when_idle,
                 quiet,
+                unsigned_checkpoints,
             )
             proc = multiprocessing.get_context("spawn").Process(target=_run_one, args=args)
             proc.start()

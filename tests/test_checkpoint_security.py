@@ -165,7 +165,14 @@ def _forged_tag(binding: SnapshotBinding, blob: bytes) -> str:
     return "hmac-sha256:" + hashlib.sha256(binding.header() + blob).hexdigest()
 
 
-ATTACKS = ["forged", "tampered-state", "tampered-position", "moved-partition", "moved-group"]
+ATTACKS = [
+    "forged",
+    "tampered-state",
+    "tampered-position",
+    "moved-partition",
+    "moved-group",
+    "garbage-row",
+]
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
@@ -196,6 +203,8 @@ def test_embedded_refuses_the_snapshot_and_falls_back_to_the_previous_one(
         (_, pos_p1, state_p1, tag_p1), _ = _rows(db, GROUP, 1)
         assert pos_p1 != pos2
         _overwrite(db, 2, gen2, pos_p1, state_p1, tag_p1)
+    elif attack == "garbage-row":  # SQLite does not enforce column types
+        _overwrite(db, 2, gen2, "x", "not a pickle", 7)  # type: ignore[arg-type]
     else:  # another group on the same log (so the same key), after the same input
         Worker(log, ReadingTotalsOperator(ttl_s=9.0), "other", OPTIONS).run(install_signals=False)
         (_, pos_other, state_other, tag_other), *_ = _rows(db, "other", 2)
@@ -208,7 +217,8 @@ def test_embedded_refuses_the_snapshot_and_falls_back_to_the_previous_one(
     assert restored[2].position == expected_position
     assert not marker.exists()
     (warning,) = [r.getMessage() for r in caplog.records]
-    assert f"{GROUP}/{READINGS_TOPIC}/2" in warning and "does not verify" in warning
+    assert f"{GROUP}/{READINGS_TOPIC}/2" in warning
+    assert ("unreadable" if attack == "garbage-row" else "does not verify") in warning
 
     # The rest of the input arrives; the worker ends exactly where an uninterrupted one does.
     log.produce(_chunks()[2])

@@ -341,21 +341,29 @@ class SqliteCheckpointStore:
                 " WHERE grp=? AND topic=? AND partition=? ORDER BY generation DESC",
                 (self.group, topic, partition),
             ).fetchall()
-            candidates = [
-                (
-                    SnapshotBinding(self.group, topic, partition, int(position)),
-                    bytes(blob),
-                    str(tag),
-                    f"{self.group}/{topic}/{partition} generation {generation}",
-                )
-                for generation, position, blob, tag in rows
-            ]
+            candidates = [self._candidate(topic, partition, *row) for row in rows]
             state = _restore_newest(candidates, self.seal)
             if state is None:
                 self._refuse_legacy(topic, partition)
             else:
                 out[partition] = state
         return out
+
+    def _candidate(
+        self,
+        topic: str,
+        partition: int,
+        generation: object,
+        position: object,
+        blob: object,
+        tag: object,
+    ) -> tuple[SnapshotBinding | None, bytes, str, str]:
+        """A row as stored; columns of the wrong type (SQLite does not enforce them) make it
+        unreadable rather than an error."""
+        where = f"{self.group}/{topic}/{partition} generation {generation}"
+        if not (isinstance(position, int) and isinstance(blob, bytes) and isinstance(tag, str)):
+            return None, b"", "", where
+        return SnapshotBinding(self.group, topic, partition, position), blob, tag, where
 
     def _refuse_legacy(self, topic: str, partition: int) -> None:
         """A snapshot of wearwatch 0.1 (unauthenticated) is neither loaded nor ignored."""

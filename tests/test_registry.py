@@ -8,6 +8,7 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -19,6 +20,7 @@ from wearwatch.store.registry import (
     RegistryError,
     UnknownFamily,
     UnknownVersion,
+    UnsupportedArtifact,
 )
 
 
@@ -60,8 +62,10 @@ def test_register_records_metadata_and_checksum(reg: ModelRegistry) -> None:
     assert "git_commit" in meta["code_version"]
     created = datetime.fromisoformat(meta["created_at"].replace("Z", "+00:00"))
     assert created.utcoffset() is not None and created.utcoffset().total_seconds() == 0
-    digest = registry_mod.sha256_bytes((mv.path / "model.pkl").read_bytes())
-    assert meta["artifacts"] == {"model.pkl": digest}
+    digest = registry_mod.sha256_bytes((mv.path / "model.json").read_bytes())
+    assert meta["artifacts"] == {"model.json": digest}
+    assert meta["format"] == "json" and mv.format == "json"
+    assert (mv.path / "model.json").read_bytes() == b'{"weights": [1, 2, 3]}'
     # Not promoted: no current version yet, so load() without a version refuses.
     assert reg.current_version("rul-FD001") is None
     with pytest.raises(RegistryError, match="no current version"):
@@ -74,19 +78,22 @@ def test_register_records_metadata_and_checksum(reg: ModelRegistry) -> None:
     assert reg.families() == ["rul-FD001"]
 
 
-def test_tampered_artifact_is_refused_without_unpickling(reg: ModelRegistry, tmp_path: Path):
-    marker = tmp_path / "unpickled-AAAA"
-    reg.register("anomaly-baselines", _MkdirOnUnpickle(marker), promote=True)
-    # Positive control: an intact artifact *is* unpickled (and runs os.mkdir).
-    reg.load("anomaly-baselines")
-    assert marker.is_dir()
-    marker.rmdir()
+def test_an_object_that_needs_pickle_is_not_registered(reg: ModelRegistry, tmp_path: Path):
+    marker = tmp_path / "unpickled"
+    for obj in (_MkdirOnUnpickle(marker), {1: "int key"}, (1, 2), float("nan"), {"x": {1, 2}}):
+        with pytest.raises(UnsupportedArtifact, match="never pickles"):
+            reg.register("anomaly-baselines", obj)
+    assert reg.families() == [] and not marker.exists()
+    assert not (reg.root / "anomaly-baselines").exists()  # refused before anything is written
 
-    artifact = reg.root / "anomaly-baselines" / "v0001" / "model.pkl"
+
+def test_tampered_artifact_is_refused_before_decoding(reg: ModelRegistry, tmp_path: Path):
+    reg.register("anomaly-baselines", {"threshold": 1111}, promote=True)
+    assert reg.load("anomaly-baselines") == {"threshold": 1111}
+    artifact = reg.root / "anomaly-baselines" / "v0001" / "model.json"
     original = artifact.read_bytes()
-    assert b"unpickled-AAAA" in original
-    # Same-length edit: still a valid pickle, which would create a *different* directory.
-    artifact.write_bytes(original.replace(b"unpickled-AAAA", b"unpickled-BBBB"))
+    # Same-length edit: still valid JSON, with another value.
+    artifact.write_bytes(original.replace(b"1111", b"9999"))
     with pytest.raises(ChecksumMismatch) as info:
         reg.load("anomaly-baselines")
     err = info.value
@@ -94,13 +101,118 @@ def test_tampered_artifact_is_refused_without_unpickling(reg: ModelRegistry, tmp
     assert err.expected == registry_mod.sha256_bytes(original)
     assert err.actual == registry_mod.sha256_bytes(artifact.read_bytes())
     assert str(artifact) in str(err) and err.expected in str(err) and err.actual in str(err)
-    assert not marker.exists() and not (tmp_path / "unpickled-BBBB").exists()
     with pytest.raises(ChecksumMismatch):
         reg.verify("anomaly-baselines", 1)
     # Truncation is refused too.
     artifact.write_bytes(original[:-5])
     with pytest.raises(ChecksumMismatch):
         reg.load("anomaly-baselines", "v1")
+
+
+def _rewrite(mv, fmt: str | None, files: dict[str, bytes]) -> None:
+    """What an attacker with write access to the registry does: new artifact bytes AND their
+    recorded checksums (and the format field) in meta.json."""
+    meta_path = mv.path / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    for old in meta["artifacts"]:
+        (mv.path / old).unlink()
+    for name, data in files.items():
+        (mv.path / name).write_bytes(data)
+    meta["artifacts"] = {name: registry_mod.sha256_bytes(data) for name, data in files.items()}
+    if fmt is None:
+        meta.pop("format", None)
+    else:
+        meta["format"] = fmt
+    meta_path.write_text(json.dumps(meta))
+
+
+REWRITES = {
+    # (format written to meta.json, artifact names that get the payload, expected error)
+    "legacy-pickle": (None, ["model.pkl"], "is a pickle .wearwatch 0.1.; pickles are not loaded"),
+    "pickle-format": ("pickle", ["model.pkl"], "unknown format 'pickle'"),
+    "json-holds-pickle": ("json", ["model.json"], "json artifacts do not load"),
+    "rul-holds-pickle": (
+        "rul-model/1",
+        ["rul.json", "regressor.txt", "classifier.txt", "regimes.skops"],
+        "rul-model/1 artifacts do not load",
+    ),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(REWRITES))
+def test_rewritten_artifact_and_checksum_run_nothing(
+    reg: ModelRegistry, tmp_path: Path, attack: str
+) -> None:
+    import pickle
+
+    marker = tmp_path / "unpickled"
+    payload = pickle.dumps(_MkdirOnUnpickle(marker))
+    pickle.loads(payload)  # positive control: the payload is live
+    assert marker.is_dir()
+    marker.rmdir()
+    mv = reg.register("anomaly-baselines", {"threshold": 1.0}, promote=True)
+    fmt, names, message = REWRITES[attack]
+    _rewrite(mv, fmt, {name: payload for name in names})
+    with pytest.raises(RegistryError, match=message) as info:
+        reg.load("anomaly-baselines")
+    assert len(str(info.value).splitlines()) == 1
+    assert not marker.exists()
+
+
+@pytest.fixture(scope="module")
+def fd002_model():
+    """A tiny FD002 model: six operating regimes, so the KMeans (skops) artifact is there."""
+    from wearwatch.learn.rul.data import default_data_dir, load_subset
+    from wearwatch.learn.rul.train import TrainConfig, fit_model
+
+    data_dir = default_data_dir()
+    if not (data_dir / "train_FD002.txt").is_file():
+        pytest.skip(f"C-MAPSS not found in {data_dir}")
+    data = load_subset(data_dir, "FD002")
+    train = data.train[data.train["unit"] <= 40]
+    config = TrainConfig(n_estimators=30, clf_n_estimators=20, learning_rate=0.1)
+    return fit_model(train, "FD002", config), data.test
+
+
+def test_a_rul_model_round_trips_without_pickle_with_identical_predictions(
+    reg: ModelRegistry, fd002_model
+) -> None:
+    from wearwatch.learn.rul.inference import predict_engine
+
+    model, test = fd002_model
+    assert model.pipeline.regime_model is not None
+    mv = reg.register("rul-FD002", model, params={"subset": "FD002"}, promote=True)
+    assert mv.format == "rul-model/1"
+    assert sorted(mv.artifacts) == ["classifier.txt", "regimes.skops", "regressor.txt", "rul.json"]
+    assert (mv.path / "regressor.txt").read_bytes().startswith(b"tree\nversion=")
+    loaded = reg.load("rul-FD002")
+    assert loaded is not model and loaded.pipeline.regime_model is not None
+    expected, actual = model.predict_last(test), loaded.predict_last(test)
+    assert len(expected) == test["unit"].nunique()
+    assert expected.equals(actual)  # bit for bit: RUL and horizon probability of every engine
+    feats = model.features(test)
+    for ours, theirs in zip(
+        model.predict_features(feats), loaded.predict_features(feats), strict=True
+    ):
+        assert np.array_equal(ours, theirs)
+    engine = test[test["unit"] == 7]
+    assert predict_engine(engine, reg, family="rul-FD002") == predict_engine(engine, model)
+    assert loaded.pipeline.to_dict() == model.pipeline.to_dict()
+
+
+def test_a_rul_model_with_an_untrusted_skops_artifact_is_refused(
+    reg: ModelRegistry, fd002_model, tmp_path: Path
+) -> None:
+    import skops.io
+
+    model, _ = fd002_model
+    mv = reg.register("rul-FD002", model, promote=True)
+    files = {name: (mv.path / name).read_bytes() for name in mv.artifacts}
+    marker = tmp_path / "unpickled"
+    files["regimes.skops"] = skops.io.dumps(_MkdirOnUnpickle(marker))
+    _rewrite(mv, "rul-model/1", files)
+    with pytest.raises(RegistryError, match="UntrustedTypesFoundException"):
+        reg.load("rul-FD002")
     assert not marker.exists()
 
 
@@ -178,7 +290,7 @@ def test_half_written_version_directory_is_invisible(reg: ModelRegistry) -> None
     _three_versions(reg)
     staging = reg.root / "risk" / ".staging-crashed"
     staging.mkdir()
-    (staging / "model.pkl").write_bytes(b"partial")
+    (staging / "model.json").write_bytes(b"partial")
     (reg.root / "risk" / "v0004").mkdir()  # a version dir without meta.json
     assert [v.version for v in reg.list("risk")] == [1, 2, 3]
 
@@ -308,7 +420,20 @@ def test_models_cli_unknown_family_or_version_is_one_line(cli_registry, args) ->
 def test_models_cli_promote_refuses_a_tampered_version(cli_registry) -> None:
     cli_registry.register("risk", {"v": 1}, promote=True)
     mv = cli_registry.register("risk", {"v": 2})
-    (mv.path / "model.pkl").write_bytes(b"not what was registered")
+    (mv.path / "model.json").write_bytes(b"not what was registered")
     res = _run("models", "promote", "risk", "2")
     assert res.exit_code != 0 and "checksum mismatch" in res.output
+    assert cli_registry.current_version("risk") == 1
+
+
+def test_models_cli_promote_refuses_a_pickled_version_in_one_line(cli_registry) -> None:
+    cli_registry.register("risk", {"v": 1}, promote=True)
+    mv = cli_registry.register("risk", {"v": 2})
+    _rewrite(mv, None, {"model.pkl": b"\x80\x05K\x02."})  # a wearwatch 0.1 version
+    res = _run("models", "promote", "risk", "2")
+    assert res.exit_code != 0
+    assert _lines(res) == [
+        "error: model risk v0002 is a pickle (wearwatch 0.1); pickles are not loaded, as they "
+        "can run code: train and register it again"
+    ]
     assert cli_registry.current_version("risk") == 1

@@ -119,6 +119,7 @@ def test_two_workers_one_killed_survivor_takes_over_exactly_once(
         WEARWATCH_WATERMARK_DELAY_S="0.1",
         WEARWATCH_CHECKPOINT_INTERVAL_S="0.1",
         WEARWATCH_POLL_MAX_RECORDS="1",
+        WEARWATCH_CHECKPOINT_KEY="kafka-test-secret-0123456789abcdef",
     )
     cmd = [
         sys.executable,

@@ -64,8 +64,14 @@ class Settings(BaseSettings):
     api_token: str = Field("", description="token for state-changing endpoints (empty: generated)")
     checkpoint_key: str = Field(
         "",
-        description="secret that signs checkpoints (HMAC-SHA256); set it when others can "
-        "write to the log (a shared Kafka cluster). Empty: a plain sha256 (integrity only)",
+        description="secret that authenticates checkpoints (HMAC-SHA256); required on Kafka "
+        "(shared by the group's workers). Empty on the embedded log: a key generated in "
+        "<log file>.key (mode 0600)",
+    )
+    checkpoint_unsigned: bool = Field(
+        False,
+        description="Kafka without checkpoint_key: run with unauthenticated checkpoints "
+        "(sha256 only; whoever can write <group>.checkpoints can run code in the worker)",
     )
     cmapss_dir: Path | None = Field(None, description="NASA C-MAPSS data directory")
     seed: int = Field(7, description="default seed for twins and trainers")

@@ -59,7 +59,11 @@ def register(app: typer.Typer) -> None:
                 log,
                 MillOperator(seed=seed),
                 "mill",
-                WorkerOptions.from_settings(exit_when_idle=True, poll_timeout_s=0.0),
+                WorkerOptions.from_settings(
+                    exit_when_idle=True,
+                    poll_timeout_s=0.0,
+                    checkpoint_key=get_settings().checkpoint_key,
+                ),
             ).run(install_signals=False)
         console.print(
             f"pipeline: {counters['in']:,} events in, {counters['joined']:,} passes joined, "

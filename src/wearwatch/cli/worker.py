@@ -33,16 +33,23 @@ def _run_one(
     bus: str | None,
     exit_when_idle: bool,
     quiet: bool,
+    unsigned_checkpoints: bool = False,
 ) -> None:
     from rich.console import Console
 
     from wearwatch.bus import open_log
+    from wearwatch.config import get_settings
     from wearwatch.pipelines import build_pipeline
     from wearwatch.runtime.worker import Worker, WorkerOptions
 
     operator = build_pipeline(pipeline, params)
     log = open_log(bus)
-    options = WorkerOptions.from_settings(exit_when_idle=exit_when_idle)
+    settings = get_settings()
+    options = WorkerOptions.from_settings(
+        exit_when_idle=exit_when_idle,
+        checkpoint_key=settings.checkpoint_key,
+        unsigned_checkpoints=unsigned_checkpoints or settings.checkpoint_unsigned,
+    )
     console = Console(stderr=True)
 
     last: list[object] = [None]
@@ -67,6 +74,26 @@ def _run_one(
         console.print(f"{pipeline}: stopped; counters {dict(counters)}")
 
 
+def _check_checkpoint_key(bus: str | None, unsigned: bool) -> None:
+    """Refuse (one line) before any worker starts when checkpoints could not be authenticated;
+    on the embedded log this also creates the key file once, before workers race for it."""
+    from wearwatch.config import get_settings
+    from wearwatch.runtime.checkpoint import CheckpointKeyError, resolve_checkpoint_key
+
+    settings = get_settings()
+    url = bus or settings.bus_url
+    if not url.startswith(("sqlite:///", "kafka://")):
+        return  # open_log says what is wrong with it
+    try:
+        resolve_checkpoint_key(
+            url,
+            settings.checkpoint_key,
+            unsigned or settings.checkpoint_unsigned,
+        )
+    except CheckpointKeyError as exc:
+        fail(str(exc))
+
+
 def register(app: typer.Typer) -> None:
     @app.command("worker")
     def worker(
@@ -77,6 +104,9 @@ def register(app: typer.Typer) -> None:
         param: list[str] = typer.Option([], help="pipeline parameter key=value (repeatable)"),
         exit_when_idle: bool = typer.Option(False, help="stop once the input is drained"),
         quiet: bool = typer.Option(False, help="no progress lines"),
+        unsigned_checkpoints: bool = typer.Option(
+            False, help="Kafka without WEARWATCH_CHECKPOINT_KEY: unauthenticated checkpoints"
+        ),
     ) -> None:
         """Run PIPELINE with exactly-once checkpoints until SIGINT/SIGTERM.
 
@@ -94,7 +124,8 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             fail(str(exc))
         group = group or pipeline
-        args = (pipeline, params, group, bus, exit_when_idle, quiet)
+        _check_checkpoint_key(bus, unsigned_checkpoints)
+        args = (pipeline, params, group, bus, exit_when_idle, quiet, unsigned_checkpoints)
         if workers == 1:
             _run_one(*args)
             return

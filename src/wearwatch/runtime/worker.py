@@ -15,11 +15,15 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wearwatch.bus.base import Consumer, Log, PartitionsLostError, Record, TopicPartition
 from wearwatch.events import decode_batch, encode
-from wearwatch.runtime.checkpoint import CheckpointStore, checkpoint_store_for
+from wearwatch.runtime.checkpoint import (
+    CheckpointStore,
+    checkpoint_store_for,
+    resolve_checkpoint_key,
+)
 from wearwatch.runtime.operator import (
     DEAD_LETTER_TOPIC,
     Context,
@@ -44,6 +48,10 @@ class WorkerOptions:
     exit_when_idle: bool = False
     #: Embedded log: how long a member's partitions stay its own without a renewal.
     lease_s: float = 10.0
+    #: The configured checkpoint secret (``WEARWATCH_CHECKPOINT_KEY``); empty: the embedded
+    #: log's key file, and on Kafka a refusal unless ``unsigned_checkpoints``.
+    checkpoint_key: str = field(default="", repr=False)
+    unsigned_checkpoints: bool = False
 
     @classmethod
     def from_settings(cls, **overrides: object) -> WorkerOptions:
@@ -101,8 +109,11 @@ class Worker:
 
     def run(self, install_signals: bool = True) -> Counter[str]:
         """Process until stopped (or, with ``exit_when_idle``, until caught up)."""
+        key = resolve_checkpoint_key(
+            self.log.url, self.options.checkpoint_key, self.options.unsigned_checkpoints
+        )
         self.prepare_topics()
-        self._store = checkpoint_store_for(self.log, self.group)
+        self._store = checkpoint_store_for(self.log, self.group, key)
         if install_signals:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)

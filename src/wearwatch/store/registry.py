@@ -2,19 +2,28 @@
 
 Layout under the root (default ``get_settings().registry_dir`` = ``<data_dir>/models``)::
 
-    <root>/<family>/v0001/model.pkl     the pickled object
-    <root>/<family>/v0001/meta.json     params, metrics, data hash, code version, sha256 per file
+    <root>/<family>/v0001/<artifacts>   the model, in a format that cannot run code (below)
+    <root>/<family>/v0001/meta.json     format, params, metrics, data hash, code version,
+                                        sha256 per artifact
     <root>/<family>/current.json        {"version": 3, "stack": [1, 3], "history": [...]}
+
+* Nothing is pickled. Loading a pickle runs whatever code its bytes name, and a checksum stored
+  next to the artifact protects nothing against whoever can rewrite both. So a version is stored
+  as data only: JSON values as ``model.json`` (format ``json``); a RUL model (format
+  ``rul-model/1``) as JSON parameters, LightGBM's text model and, for multi-regime subsets,
+  scikit-learn's KMeans in ``skops`` format (loaded with skops' default trusted types only).
+  ``meta.json`` merely selects one of these fixed loaders; an unknown format, or a version
+  pickled by wearwatch 0.1, is refused with a one-line error.
 
 * A version directory is written under a temporary name and renamed into place, so a version
   either exists completely or not at all.
 * ``current.json`` is replaced atomically (temp file + fsync + ``os.replace``): a reader sees the
   old pointer or the new one, never a partial file. Writers serialise on a ``flock``.
-* Before *any* load the artifact's sha256 is compared with the one recorded at registration; on
-  mismatch :class:`ChecksumMismatch` is raised and the bytes are never unpickled. The bytes
-  that are hashed are the very bytes that are unpickled (no re-read in between). The checksum
-  protects against corruption and accidental edits, not against an attacker who can also
-  rewrite ``meta.json`` — only load registries you trust.
+* Before *any* load every artifact's sha256 is compared with the one recorded at registration;
+  on mismatch :class:`ChecksumMismatch` is raised and nothing is decoded. The bytes that are
+  hashed are the very bytes that are decoded (no re-read in between). The checksum protects
+  against corruption and accidental edits; against an attacker who can also rewrite
+  ``meta.json`` the protection is that no stored format can execute code.
 * ``promote`` pushes a version on the pointer's stack; ``rollback`` pops it, so ``current``
   returns to the version that was current before. Every action is kept in ``history``.
 """
@@ -23,9 +32,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import os
-import pickle
 import re
 import subprocess
 import tempfile
@@ -40,11 +49,19 @@ try:  # POSIX advisory locks for writers; readers never need them.
 except ImportError:  # pragma: no cover - non-POSIX platforms
     fcntl = None  # type: ignore[assignment]
 
-ARTIFACT = "model.pkl"
+JSON_ARTIFACT = "model.json"
+JSON_FORMAT = "json"
+LEGACY_PICKLE = "model.pkl"
 META = "meta.json"
 POINTER = "current.json"
 _FAMILY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ARTIFACT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _VERSION_DIR_RE = re.compile(r"^v(\d{4,})$")
+
+#: Formats stored by a class of ours: format -> "module:Class" with ``artifact_format``,
+#: ``to_artifacts() -> dict[str, bytes]`` and ``from_artifacts(files)``. A fixed table: meta.json
+#: only picks an entry, so it can never make the registry import or run anything else.
+MODEL_FORMATS: dict[str, str] = {"rul-model/1": "wearwatch.learn.rul.model:RulModel"}
 
 
 class RegistryError(Exception):
@@ -57,6 +74,10 @@ class UnknownFamily(RegistryError, LookupError):
 
 class UnknownVersion(RegistryError, LookupError):
     pass
+
+
+class UnsupportedArtifact(RegistryError, TypeError):
+    """An object the registry cannot store, or a stored format it will not load."""
 
 
 class ChecksumMismatch(RegistryError):
@@ -159,6 +180,7 @@ class ModelVersion:
     artifacts: dict[str, str] = field(default_factory=dict)  # file name -> sha256
     object_type: str = ""
     path: Path = Path()
+    format: str = ""  # "" for versions pickled by wearwatch 0.1 (never loaded)
 
     @property
     def tag(self) -> str:
@@ -248,6 +270,7 @@ class ModelRegistry:
             artifacts=raw.get("artifacts", {}),
             object_type=raw.get("object_type", ""),
             path=vdir,
+            format=str(raw.get("format", "")),
         )
 
     def pointer(self, family: str) -> dict[str, Any]:
@@ -301,8 +324,8 @@ class ModelRegistry:
     ) -> ModelVersion:
         """Store ``obj`` as the next version of ``family`` (and make it current if ``promote``)."""
         family_dir = self._family_dir(family)
+        fmt, files = _encode(obj)
         family_dir.mkdir(parents=True, exist_ok=True)
-        payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
         meta: dict[str, Any] = {
             "family": family,
             "created_at": _utcnow(),
@@ -310,15 +333,17 @@ class ModelRegistry:
             "params": params or {},
             "metrics": metrics or {},
             "code_version": code_version(),
-            "artifacts": {ARTIFACT: sha256_bytes(payload)},
+            "format": fmt,
+            "artifacts": {name: sha256_bytes(data) for name, data in sorted(files.items())},
             "object_type": f"{type(obj).__module__}.{type(obj).__qualname__}",
         }
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=family_dir))
         try:
-            with open(staging / ARTIFACT, "wb") as fh:
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
+            for name, data in files.items():
+                with open(staging / name, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
             with self._lock(family_dir):
                 numbers = self._version_numbers(family_dir)
                 number = (numbers[-1] if numbers else 0) + 1
@@ -386,24 +411,30 @@ class ModelRegistry:
         return mv
 
     # ----------------------------------------------------------------- loading
-    def _verified_bytes(self, mv: ModelVersion) -> bytes:
-        expected = mv.artifacts.get(ARTIFACT)
-        path = mv.path / ARTIFACT
-        if not expected:
-            raise RegistryError(f"{mv.path / META} records no checksum for {ARTIFACT}")
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise RegistryError(f"artifact missing: {path}") from None
-        actual = sha256_bytes(data)
-        if actual != expected:
-            raise ChecksumMismatch(path, expected, actual)
-        return data
+    def _verified_files(self, mv: ModelVersion) -> dict[str, bytes]:
+        """Every recorded artifact, each checked against its recorded sha256."""
+        if not mv.artifacts:
+            raise RegistryError(f"{mv.path / META} records no artifacts")
+        files: dict[str, bytes] = {}
+        for name, expected in mv.artifacts.items():
+            if not isinstance(name, str) or not _ARTIFACT_RE.match(name) or name == META:
+                raise RegistryError(f"{mv.path / META} names a bad artifact {name!r}")
+            path = mv.path / name
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                raise RegistryError(f"artifact missing: {path}") from None
+            actual = sha256_bytes(data)
+            if actual != expected:
+                raise ChecksumMismatch(path, str(expected), actual)
+            files[name] = data
+        return files
 
     def verify(self, family: str, version: int | str | None = None) -> ModelVersion:
-        """Check a version's artifact against its recorded sha256 without loading it."""
+        """Check a version's artifacts against their recorded sha256 without loading them."""
         mv = self._resolve(family, version)
-        self._verified_bytes(mv)
+        _check_format(mv)
+        self._verified_files(mv)
         return mv
 
     def _resolve(self, family: str, version: int | str | None) -> ModelVersion:
@@ -424,5 +455,58 @@ class ModelRegistry:
         self, family: str, version: int | str | None = None
     ) -> tuple[Any, ModelVersion]:
         mv = self._resolve(family, version)
-        data = self._verified_bytes(mv)
-        return pickle.loads(data), mv  # verified bytes only
+        _check_format(mv)
+        files = self._verified_files(mv)
+        try:
+            return _decode(mv.format, files), mv
+        except Exception as exc:  # whatever the bytes are, they only ever fail as data
+            detail = (str(exc).strip().splitlines() or [""])[0]
+            raise RegistryError(
+                f"model {mv.family} {mv.tag}: its {mv.format} artifacts do not load "
+                f"({type(exc).__name__}: {detail})"
+            ) from None
+
+
+def _check_format(mv: ModelVersion) -> None:
+    """Refuse, before reading any artifact, a version no fixed loader can read."""
+    if mv.format == JSON_FORMAT or mv.format in MODEL_FORMATS:
+        return
+    if not mv.format and LEGACY_PICKLE in mv.artifacts:
+        raise UnsupportedArtifact(
+            f"model {mv.family} {mv.tag} is a pickle (wearwatch 0.1); pickles are not loaded, "
+            "as they can run code: train and register it again"
+        )
+    raise UnsupportedArtifact(f"model {mv.family} {mv.tag}: unknown format {mv.format!r}")
+
+
+def _encode(obj: Any) -> tuple[str, dict[str, bytes]]:
+    """(format, artifact name -> bytes) for an object the registry can store without pickle."""
+    fmt = getattr(type(obj), "artifact_format", None)
+    if (
+        fmt in MODEL_FORMATS
+        and MODEL_FORMATS[fmt] == f"{type(obj).__module__}:{type(obj).__name__}"
+    ):
+        files = dict(obj.to_artifacts())
+        bad = [n for n in files if not _ARTIFACT_RE.match(n) or n == META]
+        if bad:
+            raise UnsupportedArtifact(f"{fmt}: bad artifact names {bad}")
+        return fmt, files
+    try:
+        text = json.dumps(obj, allow_nan=False, sort_keys=True)
+        same = json.loads(text) == obj
+    except (TypeError, ValueError):
+        same = False
+    if not same:
+        raise UnsupportedArtifact(
+            f"cannot register a {type(obj).__module__}.{type(obj).__qualname__}: the registry "
+            "stores JSON values (dicts with str keys, lists, str, finite numbers, bool, None) or "
+            f"a model with a data-only format ({', '.join(sorted(MODEL_FORMATS))}), never pickles"
+        )
+    return JSON_FORMAT, {JSON_ARTIFACT: text.encode("utf-8")}
+
+
+def _decode(fmt: str, files: dict[str, bytes]) -> Any:
+    if fmt == JSON_FORMAT:
+        return json.loads(files[JSON_ARTIFACT].decode("utf-8"))
+    module, _, name = MODEL_FORMATS[fmt].partition(":")
+    return getattr(importlib.import_module(module), name).from_artifacts(files)

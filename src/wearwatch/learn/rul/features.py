@@ -16,6 +16,7 @@ engine has spent in each regime so far.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -126,6 +127,42 @@ class FeaturePipeline:
     hi_coef: np.ndarray | None = None  # linear health index on normalised sensors
     hi_intercept: float = 0.0
     feature_names: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything fitted but the regime model, as JSON values (floats round-trip exactly)."""
+
+        def matrix(value: np.ndarray | None) -> list[Any] | None:
+            return None if value is None else np.asarray(value, dtype=np.float64).tolist()
+
+        return {
+            "n_regimes": self.n_regimes,
+            "seed": self.seed,
+            "rul_cap": self.rul_cap,
+            "sensors": list(self.sensors),
+            "means": matrix(self.means),
+            "stds": matrix(self.stds),
+            "hi_coef": matrix(self.hi_coef),
+            "hi_intercept": self.hi_intercept,
+            "feature_names": list(self.feature_names),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], regime_model: KMeans | None) -> FeaturePipeline:
+        def matrix(value: list[Any] | None) -> np.ndarray | None:
+            return None if value is None else np.asarray(value, dtype=np.float64)
+
+        return cls(
+            n_regimes=int(data["n_regimes"]),
+            seed=int(data["seed"]),
+            rul_cap=float(data["rul_cap"]),
+            sensors=[str(s) for s in data["sensors"]],
+            regime_model=regime_model,
+            means=matrix(data["means"]),
+            stds=matrix(data["stds"]),
+            hi_coef=matrix(data["hi_coef"]),
+            hi_intercept=float(data["hi_intercept"]),
+            feature_names=[str(n) for n in data["feature_names"]],
+        )
 
     def regimes(self, frame: pd.DataFrame) -> np.ndarray:
         if self.n_regimes <= 1 or self.regime_model is None:

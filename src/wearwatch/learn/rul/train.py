@@ -124,8 +124,8 @@ def fit_model(
     return RulModel(
         subset=subset,
         pipeline=pipeline,
-        regressor=regressor,
-        classifier=classifier,
+        regressor=regressor.booster_,
+        classifier=classifier.booster_,
         rul_cap=config.rul_cap,
         horizon=config.horizon,
         params=asdict(config),

@@ -28,7 +28,7 @@ from wearwatch.pipelines.mill.operator import (
 )
 from wearwatch.pipelines.mill.pipeline import MillPipeline, MillPipelineConfig
 from wearwatch.pipelines.mill.router import ShadowRouter
-from wearwatch.runtime.checkpoint import SqliteCheckpointStore
+from wearwatch.runtime.checkpoint import SqliteCheckpointStore, resolve_checkpoint_key
 from wearwatch.runtime.worker import Worker, WorkerOptions
 from wearwatch.twin.mill.publish import publish
 from wearwatch.twin.mill.simulation import MillTwin, MillTwinConfig
@@ -88,7 +88,9 @@ def evaluate(
         ]
         pipelines = [
             state.extra["mill"]
-            for state in SqliteCheckpointStore(log, _GROUP)
+            for state in SqliteCheckpointStore(
+                log, _GROUP, resolve_checkpoint_key(log.url, "", False)
+            )
             .load(PASSES_TOPIC, range(log.partitions(PASSES_TOPIC)))
             .values()
             if "mill" in state.extra

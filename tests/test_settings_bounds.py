@@ -167,3 +167,28 @@ def test_sqlite_errors_that_are_bugs_keep_their_type(tmp_path: Path) -> None:
         log.conn.execute("INSERT INTO topics(name, partitions, retention_s) VALUES ('t', 1, 0)")
     log.create_topic("u", 1)  # the connection is still usable
     assert log.topics() == {"t": 2, "u": 1}
+
+
+def test_kafka_topics_get_retention_ms_minus_one_for_zero(
+    kafka_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    from wearwatch.bus.kafka import KafkaLog
+    from wearwatch.config import get_settings
+
+    created = {}
+    for retention in ("0", "3600"):
+        monkeypatch.setenv("WEARWATCH_RETENTION_S", retention)
+        get_settings.cache_clear()
+        topic = f"retention-{retention}"
+        KafkaLog(kafka_url).create_topic(topic, 1)
+        created[topic] = retention
+    get_settings.cache_clear()
+    admin = AdminClient({"bootstrap.servers": kafka_url.removeprefix("kafka://"), "log_level": 0})
+    futures = admin.describe_configs([ConfigResource("topic", t) for t in created])
+    shown = {
+        resource.name: future.result(timeout=30)["retention.ms"].value
+        for resource, future in futures.items()
+    }
+    assert shown == {"retention-0": "-1", "retention-3600": "3600000"}

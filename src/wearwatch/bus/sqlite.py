@@ -76,7 +76,6 @@ _HINTS: dict[int, str] = {
     sqlite3.SQLITE_PROTOCOL: "another process holds it locked: stop that process or retry later",
     sqlite3.SQLITE_NOMEM: "out of memory: free memory, then restart",
     sqlite3.SQLITE_NOLFS: "its filesystem cannot hold a file this large: move the log",
-    sqlite3.SQLITE_TOOBIG: "a value is larger than SQLite can store",
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -22,6 +22,18 @@ from pydantic_settings import (
 
 ENV_PREFIX = "WEARWATCH_"
 DEFAULT_TOML = Path("wearwatch.toml")
+
+#: Longest duration any setting may hold (1000 years): a larger one is a typo, and every
+#: duration stays representable wherever it is used (milliseconds in 64-bit integers, datetimes).
+MAX_DURATION_S = 1000 * 365.25 * 86400
+
+
+#: Durations in seconds. Finite by the model's ``allow_inf_nan=False``; bounded here.
+Seconds = Annotated[float, Field(ge=0, le=MAX_DURATION_S)]
+PositiveSeconds = Annotated[float, Field(gt=0, le=MAX_DURATION_S)]
+#: ``0`` keeps records forever (Kafka ``retention.ms=-1``; the embedded log deletes nothing);
+#: the same rule as the log's own check, ``wearwatch.bus.base.check_retention_s``.
+RetentionSeconds = Seconds
 
 
 def config_file() -> Path | None:
@@ -38,7 +50,9 @@ def config_file() -> Path | None:
 class Settings(BaseSettings):
     """Effective configuration. Every field is settable as ``WEARWATCH_<FIELD>``."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+    # allow_inf_nan=False: every float setting is finite (inf or nan would pass ge/gt bounds, or
+    # fail them with a misleading message, and crash whatever converts them later).
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", allow_inf_nan=False)
 
     data_dir: Path = Field(Path("var"), description="where embedded log, stores and models live")
     bus: str = Field(
@@ -46,16 +60,18 @@ class Settings(BaseSettings):
         description="log URL: sqlite:///path/to.db (default: <data_dir>/log.db) or kafka://host:port",
     )
     partitions: int = Field(4, ge=1, le=1024, description="partitions per new topic")
-    retention_s: float = Field(7 * 24 * 3600.0, gt=0, description="log retention, seconds")
+    retention_s: RetentionSeconds = Field(
+        7 * 24 * 3600.0, description="log retention of new topics, seconds; 0 = keep forever"
+    )
     max_event_bytes: int = Field(65536, ge=256, description="larger events are dead-lettered")
-    watermark_delay_s: float = Field(5.0, ge=0, description="bounded out-of-orderness")
-    checkpoint_interval_s: float = Field(1.0, gt=0, description="max seconds between checkpoints")
-    poll_max_records: int = Field(500, ge=1, description="records per poll")
-    lease_s: float = Field(
+    watermark_delay_s: Seconds = Field(5.0, description="bounded out-of-orderness")
+    checkpoint_interval_s: PositiveSeconds = Field(
+        1.0, description="max seconds between checkpoints"
+    )
+    poll_max_records: int = Field(500, ge=1, le=1_000_000, description="records per poll")
+    lease_s: PositiveSeconds = Field(
         10.0,
-        gt=0,
         le=3600,
-        allow_inf_nan=False,
         description="embedded log: a worker's lease on its partitions; a worker that dies "
         "without closing hands them over after this long",
     )

@@ -8,6 +8,7 @@ record it will read.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,39 @@ class PartitionsLostError(LogError):
     def __init__(self, message: str, partitions: Sequence[TopicPartition]) -> None:
         super().__init__(message)
         self.partitions = list(partitions)
+
+
+#: Longest finite retention, 1000 years: anything longer means "forever", which ``0`` says, and
+#: its milliseconds (Kafka's ``retention.ms``, SQLite's cutoff) stay far inside 64-bit integers.
+MAX_RETENTION_S = 1000 * 365.25 * 86400
+
+
+def check_retention_s(retention_s: float) -> float:
+    """``retention_s`` if valid: ``0`` keeps records forever, else seconds in (0, 1000 years].
+
+    >>> check_retention_s(0.0), check_retention_s(3600.0)
+    (0.0, 3600.0)
+    >>> check_retention_s(float("inf"))
+    Traceback (most recent call last):
+    ...
+    ValueError: retention_s=inf: expected 0 (keep forever) or finite seconds up to 31557600000
+    """
+    if not (retention_s == 0 or 0 < retention_s <= MAX_RETENTION_S):  # nan fails every test
+        raise ValueError(
+            f"retention_s={retention_s!r}: expected 0 (keep forever) or finite seconds up to "
+            f"{MAX_RETENTION_S:.0f}"
+        )
+    return retention_s
+
+
+def retention_ms(retention_s: float) -> int:
+    """Kafka's ``retention.ms`` for a valid ``retention_s``: ``-1`` keeps records forever.
+
+    >>> retention_ms(0.0), retention_ms(1.5)
+    (-1, 1500)
+    """
+    check_retention_s(retention_s)
+    return -1 if retention_s == 0 else math.ceil(retention_s * 1000)
 
 
 AssignCallback = Callable[[list[TopicPartition]], None]

@@ -47,6 +47,7 @@ from wearwatch.bus.base import (
     Record,
     TopicPartition,
     partition_for,
+    retention_ms,
 )
 
 log = logging.getLogger(__name__)
@@ -159,9 +160,9 @@ class KafkaLog:
     ) -> None:
         """Create ``name`` if missing (idempotent); an existing topic keeps its partitions.
 
-        New topics get ``retention.ms`` from ``settings.retention_s`` (``compact``: log
-        compaction instead, so only the latest record per key is kept); returns once metadata
-        shows the topic with a leader for every partition.
+        New topics get ``retention.ms`` from ``settings.retention_s`` (``0``: ``-1``, kept
+        forever; ``compact``: log compaction instead, so only the latest record per key is kept);
+        returns once metadata shows the topic with a leader for every partition.
         """
         if name in self._partitions:
             return
@@ -176,7 +177,7 @@ class KafkaLog:
         config = (
             {"cleanup.policy": "compact"}
             if compact
-            else {"retention.ms": str(int(settings.retention_s * 1000))}
+            else {"retention.ms": str(retention_ms(settings.retention_s))}
         )
         for replication in (-1, 1):  # -1: the broker's default; old brokers need a number
             future = self._admin.create_topics(

@@ -28,6 +28,7 @@ itself (the embedded equivalent of Kafka's cooperative rebalance):
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -38,16 +39,19 @@ import threading
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, NoReturn
 
 from wearwatch.bus.base import (
     AssignCallback,
+    LogError,
     OutRecord,
     PartitionsLostError,
     Record,
     TopicPartition,
+    check_retention_s,
     partition_for,
 )
 
@@ -84,6 +88,121 @@ CREATE TABLE IF NOT EXISTS group_epochs (
 MAX_LEASE_S = 3600.0
 
 
+_WHERE = "use a log elsewhere (WEARWATCH_DATA_DIR, WEARWATCH_BUS or --bus)"
+
+
+class SqliteLogError(LogError):
+    """The embedded log's file failed for a reason outside wearwatch (a corrupt file, not a
+    database, a directory, read-only, disk full, …): one line naming the file and what to do.
+    The SQLite error is the ``__cause__``; ``sqlite_errorcode`` is its extended code."""
+
+    def __init__(self, message: str, sqlite_errorcode: int | None = None) -> None:
+        super().__init__(message)
+        self.sqlite_errorcode = sqlite_errorcode
+
+
+_HINTS: dict[int, str] = {
+    sqlite3.SQLITE_FULL: "free space on its filesystem (or move the log), then restart",
+    sqlite3.SQLITE_IOERR: "a read or write failed (disk full, file size limit, failing disk):"
+    " free space or check the disk, then restart",
+    sqlite3.SQLITE_NOTADB: "it is not a wearwatch log (or is corrupt): move it aside or point"
+    " the log at the right file",
+    sqlite3.SQLITE_CORRUPT: "the file is corrupt: move it aside, then restore a backup or start"
+    " a new log",
+    sqlite3.SQLITE_BUSY: "another process holds it locked: stop that process or retry later",
+    sqlite3.SQLITE_LOCKED: "another process holds it locked: stop that process or retry later",
+    sqlite3.SQLITE_PROTOCOL: "another process holds it locked: stop that process or retry later",
+    sqlite3.SQLITE_NOMEM: "out of memory: free memory, then restart",
+    sqlite3.SQLITE_NOLFS: "its filesystem cannot hold a file this large: move the log",
+}
+
+
+def _hint(path: Path, primary: int) -> str | None:
+    """What to do about an SQLite error that comes from the file or its environment; None for
+    the rest (bugs such as a constraint violation keep their traceback)."""
+    if primary == sqlite3.SQLITE_CANTOPEN:
+        if path.is_dir():
+            return f"it is a directory: point the log at a file, e.g. sqlite:///{path / 'log.db'}"
+        if not path.parent.is_dir():
+            return f"its directory {path.parent} does not exist: create it or {_WHERE}"
+        if not os.access(path.parent, os.W_OK):
+            return (
+                f"its directory {path.parent} is read-only for this user: make it writable "
+                f"or {_WHERE}"
+            )
+        return f"check the permissions of the file and its directory, or {_WHERE}"
+    if primary in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH):
+        return (
+            f"it or its directory {path.parent} is read-only for this user: make them writable "
+            f"or {_WHERE}"
+        )
+    return _HINTS.get(primary)
+
+
+def _reraise(path: Path, exc: sqlite3.Error) -> NoReturn:
+    """Raise ``exc`` as a :class:`SqliteLogError` if it comes from the environment, else as is."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    hint = None if code is None else _hint(path, code & 0xFF)
+    if hint is None:
+        raise exc
+    raise SqliteLogError(f"embedded log {path}: {exc}: {hint}", code) from exc
+
+
+def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: sqlite3.Cursor, *args: Any) -> Any:
+        try:
+            return method(self, *args)
+        except sqlite3.Error as exc:
+            _reraise(self.connection.log_path, exc)  # type: ignore[attr-defined]
+
+    return call
+
+
+class _LogCursor(sqlite3.Cursor):
+    """Every statement and fetch of the log goes through here (see :class:`_LogConnection`)."""
+
+    execute = _translated(sqlite3.Cursor.execute)
+    executemany = _translated(sqlite3.Cursor.executemany)
+    fetchone = _translated(sqlite3.Cursor.fetchone)
+    fetchmany = _translated(sqlite3.Cursor.fetchmany)
+    fetchall = _translated(sqlite3.Cursor.fetchall)
+    __next__ = _translated(sqlite3.Cursor.__next__)
+
+
+class _LogConnection(sqlite3.Connection):
+    """The log's connection. A disk that fills up, a file that turns out corrupt or read-only:
+    such errors can surface from any statement, so they are translated here, once, into a
+    :class:`SqliteLogError` naming the file, for every user of the connection (the log, the
+    checkpoint store, …)."""
+
+    log_path: Path
+
+    def cursor(self, factory: Any = _LogCursor) -> _LogCursor:  # type: ignore[override]
+        return super().cursor(factory)  # type: ignore[return-value]
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _LogCursor:  # type: ignore[override]
+        return sqlite3.Connection.cursor(self, _LogCursor).execute(sql, parameters)
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> _LogCursor:  # type: ignore[override]
+        return sqlite3.Connection.cursor(self, _LogCursor).executemany(sql, seq_of_parameters)
+
+
+def _connect(path: Path, timeout_s: float) -> _LogConnection:
+    try:
+        conn = sqlite3.connect(
+            path,
+            isolation_level=None,
+            timeout=timeout_s,
+            check_same_thread=False,
+            factory=_LogConnection,
+        )
+    except sqlite3.Error as exc:
+        _reraise(path, exc)
+    conn.log_path = path
+    return conn
+
+
 class SqliteLog:
     """A durable embedded log. ``SqliteLog("var/log.db")`` or ``open_log("sqlite:///...")``."""
 
@@ -96,13 +215,21 @@ class SqliteLog:
         synchronous: str = "NORMAL",
     ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.url = f"sqlite:///{self.path}"
+        try:
+            check_retention_s(retention_s)
+        except ValueError as exc:
+            raise ValueError(f"{self.url}: {exc}") from None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SqliteLogError(
+                f"embedded log {self.path}: cannot create its directory {self.path.parent}: "
+                f"{exc.strerror or exc}: {_WHERE}"
+            ) from exc
         self.default_partitions = default_partitions
         self.retention_s = retention_s
-        self.conn = sqlite3.connect(
-            self.path, isolation_level=None, timeout=60.0, check_same_thread=False
-        )
+        self.conn = _connect(self.path, timeout_s=60.0)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute(f"PRAGMA synchronous={synchronous}")
         self.conn.execute("PRAGMA busy_timeout=60000")
@@ -131,12 +258,15 @@ class SqliteLog:
         self._tx_depth = 1
         try:
             yield self.conn
+            self._tx_depth = 0
+            self.conn.execute("COMMIT")
         except BaseException:
             self._tx_depth = 0
-            self.conn.execute("ROLLBACK")
+            # SQLite may have rolled back already (disk full, I/O error): a second ROLLBACK
+            # would fail and hide the error that matters.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             raise
-        self._tx_depth = 0
-        self.conn.execute("COMMIT")
 
     # -- topics ------------------------------------------------------------------------------
 
@@ -225,11 +355,14 @@ class SqliteLog:
 
     def read(self, topic: str, partition: int, start: int, max_records: int) -> list[Record]:
         tp_id = self._tp_id((topic, partition))
+        if start >= OFFSET_SPAN or max_records <= 0:
+            return []
         base = tp_id * OFFSET_SPAN
         rows = self.conn.execute(
             "SELECT pos, key, value, ts_ms, rid FROM records WHERE pos >= ? AND pos < ?"
             " ORDER BY pos LIMIT ?",
-            (base + max(start, 0), base + OFFSET_SPAN, max_records),
+            # A partition holds fewer than OFFSET_SPAN records: larger ints would not fit SQLite.
+            (base + max(start, 0), base + OFFSET_SPAN, min(max_records, OFFSET_SPAN)),
         ).fetchall()
         return [
             Record(topic, partition, pos - base, key, value, ts_ms, rid)
@@ -288,7 +421,9 @@ class SqliteLog:
     # -- retention ---------------------------------------------------------------------------
 
     def apply_retention(self, now_s: float | None = None) -> int:
-        now_ms = int((time.time() if now_s is None else now_s) * 1000)
+        """Delete records older than their topic's retention; ``0`` keeps them forever."""
+        now_s = time.time() if now_s is None else now_s
+        now_ms = int(now_s * 1000)
         deleted = 0
         with self.transaction() as conn:
             heads = conn.execute(
@@ -296,6 +431,11 @@ class SqliteLog:
                 " FROM heads h JOIN topics t ON t.name = h.topic"
             ).fetchall()
             for topic, partition, tp_id, next_offset, retention_s in heads:
+                # 0 keeps forever; so does a retention reaching back before 1970 (nothing is
+                # older), and one stored by an older version as inf, nan or 1e300: the cutoff
+                # below is only computed when it fits.
+                if not 0 < retention_s < now_s:
+                    continue
                 base = tp_id * OFFSET_SPAN
                 cutoff_ms = now_ms - int(retention_s * 1000)
                 row = conn.execute(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import typer
 
 from wearwatch.cli import bench, config_cmd, demo, log, mill, models, train, twin, worker
-from wearwatch.cli.errors import describe, is_user_error
+from wearwatch.cli.errors import exit_on_user_error
 
 app = typer.Typer(
     name="wearwatch",
@@ -31,12 +30,23 @@ demo.register(app)
 def main() -> None:
     """Run the CLI; expected failures end as one line on stderr and exit code 2.
 
-    ``WEARWATCH_DEBUG=1`` shows the full traceback instead.
+    That covers usage errors too (a bad option value: Click's usage block and error panel
+    would take six lines). ``WEARWATCH_DEBUG=1`` shows the full traceback instead.
     """
     try:
-        app()
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:  # Click's usage errors (bad option, missing argument)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help is already printed
+            sys.exit(exc.exit_code)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        lines = exc.format_message().strip().splitlines() or [type(exc).__name__]
+        typer.echo(f"error: {lines[0]}{hint}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(1)
     except Exception as exc:
-        if os.environ.get("WEARWATCH_DEBUG") or not is_user_error(exc):
-            raise
-        typer.echo(f"error: {describe(exc)}", err=True)
-        sys.exit(2)
+        exit_on_user_error(exc)
+    # Without standalone mode, typer.Exit(code) comes back as the return value.
+    sys.exit(code if isinstance(code, int) else 0)

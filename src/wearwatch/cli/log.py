@@ -9,9 +9,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from wearwatch.cli.errors import fail
+from wearwatch.cli.errors import describe, fail
 
 app = typer.Typer(help="Inspect the log: topics, records, dead letters.", no_args_is_help=True)
+
+#: ``tail`` and ``dead-letters`` hold the records in memory to order them: a bound keeps that
+#: (and the ints handed to the log) sane.
+MAX_SHOWN = 1_000_000
+#: Longest raw-bytes repr (in characters) shown for a record that is not displayable JSON.
+RAW_CHARS = 400
 
 
 def _open(bus: str | None):
@@ -20,7 +26,30 @@ def _open(bus: str | None):
     try:
         return open_log(bus)
     except ValueError as exc:
-        fail(str(exc))
+        fail(describe(exc))
+
+
+def _raw(value: bytes, limit: int = RAW_CHARS) -> str:
+    """A bounded repr of raw bytes: shows anything (invalid UTF-8, binary) on one line.
+
+    >>> print(_raw(b"ok\\xff"))
+    b'ok\\xff'
+    >>> print(_raw(b"x" * 10, limit=6))
+    b'xxxx... (10 bytes)
+    """
+    text = repr(value[:limit])  # each byte is at least one character of its repr
+    if len(value) <= limit and len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(value):,} bytes)"
+
+
+def _json_line(fields: dict, value: bytes) -> str:
+    """``fields`` plus the record's JSON ``value``; any record that cannot be decoded or shown
+    as JSON (invalid UTF-8, nesting too deep, not JSON) gets ``raw`` instead."""
+    try:
+        return json.dumps({**fields, "value": msgspec.json.decode(value)})
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        return json.dumps({**fields, "raw": _raw(value)})
 
 
 def _last(log: object, topic: str, n: int) -> list:
@@ -60,32 +89,23 @@ def topics(bus: str = typer.Option(None, help="log URL (default: WEARWATCH_BUS)"
 @app.command("tail")
 def tail(
     topic: str = typer.Argument(..., help="topic to read"),
-    n: int = typer.Option(10, "-n", min=1, help="how many records"),
+    n: int = typer.Option(10, "-n", min=1, max=MAX_SHOWN, help="how many records"),
     bus: str = typer.Option(None, help="log URL (default: WEARWATCH_BUS)"),
 ) -> None:
-    """The last N records of TOPIC as JSON lines (with partition, offset and id)."""
+    """The last N records of TOPIC as JSON lines (with partition, offset and id).
+
+    A record that is not displayable JSON shows ``raw``, a bounded repr of its bytes.
+    """
     log = _open(bus)
     for record in _last(log, topic, n):
-        try:
-            value = msgspec.json.decode(record.value)
-        except msgspec.DecodeError:
-            value = record.value.decode(errors="replace")
-        typer.echo(
-            json.dumps(
-                {
-                    "partition": record.partition,
-                    "offset": record.offset,
-                    "rid": record.rid,
-                    "value": value,
-                }
-            )
-        )
+        fields = {"partition": record.partition, "offset": record.offset, "rid": record.rid}
+        typer.echo(_json_line(fields, record.value))
     log.close()
 
 
 @app.command("dead-letters")
 def dead_letters(
-    n: int = typer.Option(20, "-n", min=1, help="how many"),
+    n: int = typer.Option(20, "-n", min=1, max=MAX_SHOWN, help="how many"),
     bus: str = typer.Option(None, help="log URL (default: WEARWATCH_BUS)"),
 ) -> None:
     """The most recent dead letters: where each came from, why, and its raw bytes."""
@@ -98,7 +118,13 @@ def dead_letters(
     for col in ("source", "field", "reason", "raw"):
         table.add_column(col, overflow="fold")
     for record in _last(log, DEAD_LETTER_TOPIC, n):
-        letter = msgspec.json.decode(record.value, type=DeadLetter)
+        try:
+            letter = msgspec.json.decode(record.value, type=DeadLetter)
+        except (msgspec.MsgspecError, ValueError, RecursionError):
+            # Anyone may write to the topic: show what is there instead of stopping.
+            where = f"{DEAD_LETTER_TOPIC}/{record.partition}@{record.offset}"
+            table.add_row(where, "", "not a dead letter", _raw(record.value, limit=120))
+            continue
         raw = letter.raw.decode(errors="replace")
         table.add_row(
             f"{letter.source_topic}/{letter.partition}@{letter.offset}",

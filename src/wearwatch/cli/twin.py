@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from pathlib import Path
@@ -9,12 +10,14 @@ from typing import Annotated
 
 import typer
 
-from wearwatch.cli.errors import fail
+from wearwatch.cli.errors import describe, fail, finite
 
 app = typer.Typer(help="Digital twins: run them, steer them.", no_args_is_help=True)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
 _UNIT = {"s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+#: Longest virtual duration (1000 years): more digits than that is a typo, and an overflow to inf.
+MAX_DURATION_S = 1000 * 365.25 * 86400
 
 
 def parse_duration(text: str) -> float:
@@ -26,15 +29,23 @@ def parse_duration(text: str) -> float:
     Traceback (most recent call last):
     ...
     ValueError: duration 'ten minutes': expected a number with unit s, m or h (e.g. 90s, 10m, 2h)
+    >>> parse_duration("1" + "0" * 400 + "h")
+    Traceback (most recent call last):
+    ...
+    ValueError: duration '1000…h': must be at most 31557600000 s (1000 years)
     """
     match = _DURATION.match(text)
     if not match:
         raise ValueError(
             f"duration {text!r}: expected a number with unit s, m or h (e.g. 90s, 10m, 2h)"
         )
-    if float(match.group(1)) <= 0:
+    seconds = float(match.group(1)) * _UNIT[match.group(2)]
+    if seconds <= 0:
         raise ValueError(f"duration {text!r}: must be greater than zero")
-    return float(match.group(1)) * _UNIT[match.group(2)]
+    if not math.isfinite(seconds) or seconds > MAX_DURATION_S:
+        shown = text if len(text) <= 20 else f"{text.strip()[:4]}…{text.strip()[-1]}"
+        raise ValueError(f"duration {shown!r}: must be at most {MAX_DURATION_S:.0f} s (1000 years)")
+    return seconds
 
 
 @app.command("mill")
@@ -43,6 +54,7 @@ def mill_cmd(
     seed: int = typer.Option(7, help="seed; ids and events derive from it"),
     speed: float = typer.Option(
         0.0,
+        callback=finite(low=0.0),
         help="real-time pacing (60 = a virtual minute per second); 0 = as fast as possible",
     ),
     duration: str = typer.Option("10m", help="virtual duration, e.g. 90s, 10m, 2h"),
@@ -51,9 +63,13 @@ def mill_cmd(
         Path | None,
         typer.Option("--out", help="write JSON lines to this file ('-' = stdout) instead"),
     ] = None,
-    loss: float = typer.Option(0.01, help="share of measurements lost"),
-    duplicate: float = typer.Option(0.01, help="share of measurements duplicated"),
-    late: float = typer.Option(0.005, help="share of measurements delayed beyond the join TTL"),
+    loss: float = typer.Option(0.01, callback=finite(0, 1), help="share of measurements lost"),
+    duplicate: float = typer.Option(
+        0.01, callback=finite(0, 1), help="share of measurements duplicated"
+    ),
+    late: float = typer.Option(
+        0.005, callback=finite(0, 1), help="share of measurements delayed beyond the join TTL"
+    ),
 ) -> None:
     """Run the hot strip mill twin against the configured log (or to JSON lines).
 
@@ -71,8 +87,6 @@ def mill_cmd(
         seconds = parse_duration(duration)
     except ValueError as exc:
         fail(f"--duration: {exc}")
-    if speed < 0:
-        fail(f"--speed {speed}: expected a factor > 0 (or 0 for as fast as possible)")
     try:
         base = MillTwinConfig(seed=seed, scenario=scenario)
         cfg = MillTwinConfig(
@@ -84,24 +98,33 @@ def mill_cmd(
             late_share=late,
         )
     except ValueError as exc:
-        fail(str(exc))
+        fail(describe(exc))
     twin = MillTwin(cfg)
     events = paced(twin, speed, until_s=seconds) if speed > 0 else twin.events(until_s=seconds)
     if out is not None:
-        sink = sys.stdout.buffer if str(out) == "-" else out.open("wb")
         try:
-            for event in events:
-                sink.write(encode(event) + b"\n")
-                if speed > 0:
-                    sink.flush()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            sink.flush()
-            if sink is not sys.stdout.buffer:
-                sink.close()
+            _write_lines(events, out, speed, encode)
+        except OSError as exc:  # disk full, file too large, read-only, …
+            fail(f"--out {out}: {exc.strerror or exc}")
         return
     _publish_to_log(twin, events, bus, speed)
+
+
+def _write_lines(events: object, out: Path, speed: float, encode: object) -> None:
+    sink = sys.stdout.buffer if str(out) == "-" else out.open("wb")
+    try:
+        for event in events:  # type: ignore[attr-defined]
+            sink.write(encode(event) + b"\n")  # type: ignore[operator]
+            if speed > 0:
+                sink.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        try:
+            sink.flush()
+        finally:
+            if sink is not sys.stdout.buffer:
+                sink.close()
 
 
 def _publish_to_log(twin: object, events: object, bus: str | None, speed: float) -> None:
@@ -156,7 +179,7 @@ def _send(command: str, args: dict[str, object], bus: str | None) -> None:
     try:
         send_command(log, command, args)
     except ValueError as exc:
-        fail(str(exc))
+        fail(describe(exc))
     finally:
         log.close()
     typer.echo(f"sent {command} {args}")
@@ -164,7 +187,7 @@ def _send(command: str, args: dict[str, object], bus: str | None) -> None:
 
 @command_app.command("set-wear")
 def set_wear(
-    wear: float = typer.Argument(..., help="roll wear, 0 (new) … 1.5"),
+    wear: float = typer.Argument(..., callback=finite(), help="roll wear, 0 (new) … 1.5"),
     bus: str = typer.Option(None, help="log URL"),
 ) -> None:
     """Set the roll wear now."""
@@ -173,7 +196,7 @@ def set_wear(
 
 @command_app.command("shock")
 def shock(
-    wear: float = typer.Option(0.9, help="wear level after the shock"),
+    wear: float = typer.Option(0.9, callback=finite(), help="wear level after the shock"),
     bus: str = typer.Option(None, help="log URL"),
 ) -> None:
     """An abrupt shock (e.g. a bearing failure) to the given wear level."""
@@ -182,7 +205,9 @@ def shock(
 
 @command_app.command("gradual")
 def gradual(
-    step: float = typer.Option(..., help="wear added per step (negative: recovery)"),
+    step: float = typer.Option(
+        ..., callback=finite(), help="wear added per step (negative: recovery)"
+    ),
     every: str = typer.Option(..., help="period between steps, e.g. 30s, 5m (> 0)"),
     bus: str = typer.Option(None, help="log URL"),
 ) -> None:

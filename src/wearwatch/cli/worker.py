@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import time
@@ -10,19 +11,33 @@ from typing import Any
 
 import typer
 
-from wearwatch.cli.errors import fail
+from wearwatch.cli.errors import describe, exit_on_user_error, fail
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400
+        raise ValueError(f"{text}: expected a finite number")
+    return value
+
+
+def _no_constant(text: str) -> float:
+    raise ValueError(f"{text}: expected a finite number")  # NaN, Infinity, -Infinity
 
 
 def _parse_params(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; a value is JSON if it parses as JSON (numbers finite), else text."""
     params: dict[str, Any] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         if not sep or not name:
             fail(f"--param {pair!r}: expected key=value")
         try:
-            params[name] = json.loads(raw)
+            params[name] = json.loads(raw, parse_float=_finite_float, parse_constant=_no_constant)
         except json.JSONDecodeError:
             params[name] = raw
+        except ValueError as exc:
+            fail(f"--param {pair!r}: {exc}")
     return params
 
 
@@ -94,6 +109,14 @@ def _check_checkpoint_key(bus: str | None, unsigned: bool) -> None:
         fail(str(exc))
 
 
+def _run_child(*args: Any) -> None:
+    """A ``--workers N`` process: fails like the CLI itself, with one line, not a traceback."""
+    try:
+        _run_one(*args)
+    except Exception as exc:
+        exit_on_user_error(exc)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("worker")
     def worker(
@@ -116,13 +139,15 @@ def register(app: typer.Typer) -> None:
         closing hands its partitions over once its lease expires
         (WEARWATCH_LEASE_S).
         """
+        from wearwatch.config import get_settings
         from wearwatch.pipelines import build_pipeline
 
+        get_settings()  # bad settings: one line here, not one per worker process
         params = _parse_params(param)
         try:
             build_pipeline(pipeline, params)
         except ValueError as exc:
-            fail(str(exc))
+            fail(describe(exc))
         group = group or pipeline
         _check_checkpoint_key(bus, unsigned_checkpoints)
         args = (pipeline, params, group, bus, exit_when_idle, quiet, unsigned_checkpoints)
@@ -131,7 +156,7 @@ def register(app: typer.Typer) -> None:
             return
         procs = []
         for _ in range(workers):
-            proc = multiprocessing.get_context("spawn").Process(target=_run_one, args=args)
+            proc = multiprocessing.get_context("spawn").Process(target=_run_child, args=args)
             proc.start()
             procs.append(proc)
         for proc in procs:

@@ -214,7 +214,7 @@ def test_a_member_whose_partitions_were_taken_cannot_commit_them(tmp_path: Path)
         store.commit(outputs, states, a)
     assert raised.value.partitions == tps(0, 1)
     assert read_all(log, "out") == []
-    assert log.conn.execute("SELECT COUNT(*) FROM checkpoints").fetchone() == (0,)
+    assert log.conn.execute("SELECT COUNT(*) FROM checkpoint_snapshots").fetchone() == (0,)
     assert log.committed("g", tps(0, 1)) == {(TOPIC, 0): 3, (TOPIC, 1): 0}
     assert a.assignment() == []  # no more records from them
     with pytest.raises(PartitionsLostError):
@@ -545,10 +545,10 @@ def test_a_worker_stopped_past_its_lease_is_fenced_off(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("inf", "lease_s='inf': Input should be a finite number"),
-        ("nan", "lease_s='nan': Input should be a finite number"),
-        ("0", "lease_s='0': Input should be greater than 0"),
-        ("1e300", "lease_s='1e300': Input should be less than or equal to 3600"),
+        ("inf", "lease_s='inf' (WEARWATCH_LEASE_S): Input should be a finite number"),
+        ("nan", "lease_s='nan' (WEARWATCH_LEASE_S): Input should be a finite number"),
+        ("0", "lease_s='0' (WEARWATCH_LEASE_S): Input should be greater than 0"),
+        ("1e300", "lease_s='1e300' (WEARWATCH_LEASE_S): Input should be less than or equal to 3600"),
     ],
 )
 def test_a_bad_lease_setting_stops_the_worker_command_with_one_line(

@@ -69,8 +69,9 @@ class Settings(BaseSettings):
         1.0, description="max seconds between checkpoints"
     )
     poll_max_records: int = Field(500, ge=1, le=1_000_000, description="records per poll")
-    lease_s: PositiveSeconds = Field(
+    lease_s: float = Field(
         10.0,
+        gt=0,
         le=3600,
         description="embedded log: a worker's lease on its partitions; a worker that dies "
         "without closing hands them over after this long",

@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     watermark_delay_s: float = Field(5.0, ge=0, description="bounded out-of-orderness")
     checkpoint_interval_s: float = Field(1.0, gt=0, description="max seconds between checkpoints")
     poll_max_records: int = Field(500, ge=1, description="records per poll")
+    max_outage_s: float = Field(
+        60.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="a worker stops (non-zero exit) once the broker has been unreachable, or "
+        "its input topic gone, this long",
+    )
     api_host: str = Field("127.0.0.1", description="API/UI bind address")
     api_port: int = Field(8080, ge=1, le=65535)
     api_token: str = Field("", description="token for state-changing endpoints (empty: generated)")

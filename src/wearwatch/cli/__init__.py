@@ -9,6 +9,7 @@ import typer
 
 from wearwatch.cli import bench, config_cmd, demo, log, mill, models, train, twin, worker
 from wearwatch.cli.errors import describe, is_user_error
+from wearwatch.cli.stderr import configure_logging
 
 app = typer.Typer(
     name="wearwatch",
@@ -33,6 +34,7 @@ def main() -> None:
 
     ``WEARWATCH_DEBUG=1`` shows the full traceback instead.
     """
+    configure_logging()
     try:
         app()
     except Exception as exc:

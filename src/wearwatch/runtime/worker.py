@@ -5,17 +5,25 @@ log unless split with ``member``/``members``; whatever Kafka's group assigns on 
 assignment it restores each partition's state from its checkpoint and seeks to the position
 that state reflects; on revocation it checkpoints first. SIGINT/SIGTERM stop it after a final
 checkpoint.
+
+``exit_when_idle`` means caught up on a real assignment: not before the group has given this
+worker its partitions (a Kafka member waits for its first rebalance; one given no partition —
+more workers than partitions — is idle once it has been told so), and never during an outage.
+An outage (broker unreachable, input topic gone: see :class:`~wearwatch.bus.base.Outage`) is
+logged once as a warning when it begins and when it ends, counted in ``outages``, and stops the
+worker with :class:`OutageError` once it has lasted ``max_outage_s``.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from wearwatch.bus.base import Consumer, Log, Record, TopicPartition
+from wearwatch.bus.base import Consumer, Log, LogError, Outage, Record, TopicPartition
 from wearwatch.events import decode_batch, encode
 from wearwatch.runtime.checkpoint import CheckpointStore, checkpoint_store_for
 from wearwatch.runtime.operator import (
@@ -25,6 +33,12 @@ from wearwatch.runtime.operator import (
     KeyedOperator,
     PartitionState,
 )
+
+log = logging.getLogger(__name__)
+
+
+class OutageError(LogError):
+    """The broker stayed unreachable, or the input topic stayed gone, for ``max_outage_s``."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,8 @@ class WorkerOptions:
     exit_when_idle: bool = False
     member: int = 0
     members: int = 1
+    #: How long a broker outage or a vanished input topic is waited out before giving up.
+    max_outage_s: float = 60.0
 
     @classmethod
     def from_settings(cls, **overrides: object) -> WorkerOptions:
@@ -51,6 +67,7 @@ class WorkerOptions:
             "checkpoint_interval_s": s.checkpoint_interval_s,
             "poll_max_records": s.poll_max_records,
             "max_event_bytes": s.max_event_bytes,
+            "max_outage_s": s.max_outage_s,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
@@ -78,6 +95,9 @@ class Worker:
         self.outputs: list[Emitted] = []
         self.dirty: set[int] = set()
         self.checkpoints = 0
+        #: The outage under way (None while healthy) and how many began in this run.
+        self.outage: Outage | None = None
+        self.outages = 0
         self._stop = False
         self._failed = False
         self._store: CheckpointStore | None = None
@@ -130,7 +150,8 @@ class Worker:
                 if now - last_retention >= opts.retention_every_s:
                     self.log.apply_retention()
                     last_retention = now
-                if opts.exit_when_idle and not records and self._caught_up():
+                self._watch_outage(now)
+                if opts.exit_when_idle and not records and self._idle():
                     break
             self.checkpoint()
             totals = self.counters()
@@ -147,6 +168,8 @@ class Worker:
         total: Counter[str] = Counter()
         for state in self.states.values():
             total.update(state.counters)
+        if self.outages:
+            total["outages"] += self.outages
         return total
 
     # -- processing --------------------------------------------------------------------------
@@ -217,6 +240,27 @@ class Worker:
         self.outputs.clear()
         self.dirty.clear()
         self.checkpoints += 1
+
+    def _watch_outage(self, now: float) -> None:
+        """Warn when an outage begins and ends; give up when it has lasted too long."""
+        outage: Outage | None = getattr(self._consumer, "outage", None)
+        previous = self.outage
+        if outage is not None and (previous is None or previous.since_s != outage.since_s):
+            self.outages += 1
+            log.warning(
+                "%s (%s); waiting up to %g s", outage.what, outage.detail, self.options.max_outage_s
+            )
+        elif outage is None and previous is not None:
+            log.warning("%s: over after %.0f s", previous.what, now - previous.since_s)
+        self.outage = outage
+        if outage is not None and now - outage.since_s >= self.options.max_outage_s:
+            raise OutageError(f"{outage.what} for {now - outage.since_s:.0f} s ({outage.detail})")
+
+    def _idle(self) -> bool:
+        """Caught up on a real assignment, with no outage under way."""
+        if self.outage is not None or not getattr(self._consumer, "settled", True):
+            return False
+        return self._caught_up()
 
     def _caught_up(self) -> bool:
         assert self._consumer is not None

@@ -125,10 +125,10 @@ def test_members_split_disjointly_and_a_closed_members_partitions_move_on_the_ne
     assert a.poll(10, 0) == []
     assert time.monotonic() - started < 1.0  # alone: everything at once, no lease wait
     assert a.assignment() == tps(0, 1, 2, 3, 4) and ra.assigned == [tps(0, 1, 2, 3, 4)]
-    assert a.balanced()
+    assert a.settled
 
     b.poll(10, 0)  # joins; a still holds every lease
-    assert b.assignment() == [] and not b.balanced()
+    assert b.assignment() == [] and not b.settled
     plan = lease_plan({a.member_id: [TOPIC], b.member_id: [TOPIC]}, {TOPIC: 5})
     for_a = sorted(tp for tp, owner in plan.items() if owner == a.member_id)
     for_b = sorted(tp for tp, owner in plan.items() if owner == b.member_id)
@@ -138,7 +138,7 @@ def test_members_split_disjointly_and_a_closed_members_partitions_move_on_the_ne
     b.poll(10, 0)  # takes it on the next poll: no lease period to wait for
     assert sorted(b.assignment()) == for_b and rb.assigned == [for_b]
     assert {len(for_a), len(for_b)} == {2, 3}
-    assert a.balanced() and b.balanced()
+    assert a.settled and b.settled
 
     # Each reads only its own partitions; together they read everything once.
     log.produce(OutRecord(TOPIC, None, b"%d" % i, partition=i % 5) for i in range(50))
@@ -548,7 +548,10 @@ def test_a_worker_stopped_past_its_lease_is_fenced_off(tmp_path: Path) -> None:
         ("inf", "lease_s='inf' (WEARWATCH_LEASE_S): Input should be a finite number"),
         ("nan", "lease_s='nan' (WEARWATCH_LEASE_S): Input should be a finite number"),
         ("0", "lease_s='0' (WEARWATCH_LEASE_S): Input should be greater than 0"),
-        ("1e300", "lease_s='1e300' (WEARWATCH_LEASE_S): Input should be less than or equal to 3600"),
+        (
+            "1e300",
+            "lease_s='1e300' (WEARWATCH_LEASE_S): Input should be less than or equal to 3600",
+        ),  # noqa: E501
     ],
 )
 def test_a_bad_lease_setting_stops_the_worker_command_with_one_line(

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
         description="embedded log: a worker's lease on its partitions; a worker that dies "
         "without closing hands them over after this long",
     )
+    max_outage_s: PositiveSeconds = Field(
+        60.0,
+        description="a worker stops (non-zero exit) once the broker has been unreachable, or "
+        "its input topic gone, this long",
+    )
     api_host: str = Field("127.0.0.1", description="API/UI bind address")
     api_port: int = Field(8080, ge=1, le=65535)
     api_token: str = Field("", description="token for state-changing endpoints (empty: generated)")

@@ -67,6 +67,22 @@ AssignCallback = Callable[[list[TopicPartition]], None]
 
 
 @dataclass(frozen=True, slots=True)
+class Outage:
+    """Why a consumer cannot read right now: its broker is unreachable (``kind="broker"``) or
+    an input topic is gone (``kind="topic"``). A consumer that can have outages (Kafka's)
+    exposes the current one as its ``outage`` attribute (None while healthy); the worker
+    reports it and gives up after ``WorkerOptions.max_outage_s``."""
+
+    kind: str
+    #: What is wrong, e.g. "broker kafka://h:9092 unreachable".
+    what: str
+    #: The client's own words for it (last error seen).
+    detail: str
+    #: ``time.monotonic()`` when it began; a new outage has a new value.
+    since_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     """One record read from the log. ``rid`` is the producer's idempotency id ('' if none)."""
 
@@ -108,6 +124,11 @@ class Consumer(Protocol):
 
     ``on_assign``/``on_revoke`` callbacks are invoked from inside :meth:`poll` (as Kafka
     does); a :meth:`seek` made inside ``on_assign`` sets where the partition is read from.
+
+    Optional attributes, read with ``getattr`` by the worker (a consumer without them is
+    always settled and never in an outage): ``settled`` — False until the group has given
+    this member an assignment (possibly empty) and while a rebalance took partitions away;
+    ``outage`` — the current :class:`Outage` or None.
     """
 
     def poll(self, max_records: int = 500, timeout_s: float = 0.2) -> list[Record]:

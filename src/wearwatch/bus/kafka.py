@@ -15,15 +15,24 @@ Rebalance protocol of :class:`KafkaGroupConsumer` (``cooperative-sticky`` by def
 * Partitions *lost* (this member was evicted, e.g. after a stall past the session timeout) go to
   ``on_lost`` if given, else to ``on_revoke`` with :attr:`KafkaGroupConsumer.lost` set to True;
   they already belong to someone else, so a commit then raises :class:`CommitFailedError`.
+
+Honesty about the broker (see :class:`KafkaGroupConsumer`): ``settled`` tells whether the group
+has given this member its partitions yet; ``outage`` reports a broker that stopped answering or
+an input topic that disappeared (instead of an endless silent wait); a partition whose end moved
+below what this member already read (topic re-created, broker restarted empty) raises
+:class:`TruncatedLogError`. librdkafka's own log lines go through the
+``wearwatch.bus.kafka.client`` logger at warning level at most, each repeated message once a
+minute (:class:`ClientLog`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,6 +52,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from wearwatch.bus.base import (
     AssignCallback,
     LogError,
+    Outage,
     OutRecord,
     Record,
     TopicPartition,
@@ -56,12 +66,28 @@ RID_HEADER = "wearwatch-rid"
 _METADATA_TIMEOUT_S = 10.0
 _TOPIC_WAIT_S = 30.0
 # Errors a consumer may see in passing; anything else that is not retriable is raised.
-_BENIGN = {
-    KafkaError._PARTITION_EOF,
+# (A group member tracks the unknown-topic ones as an outage: see KafkaGroupConsumer.)
+_TOPIC_MISSING = {
     KafkaError.UNKNOWN_TOPIC_OR_PART,
     KafkaError._UNKNOWN_PARTITION,
     KafkaError._UNKNOWN_TOPIC,
 }
+_BENIGN = {KafkaError._PARTITION_EOF, *_TOPIC_MISSING}
+# Client errors that describe why a broker cannot be reached (the detail of a broker outage).
+_CONNECTION_ERRORS = {
+    KafkaError._TRANSPORT,
+    KafkaError._RESOLVE,
+    KafkaError._AUTHENTICATION,
+    KafkaError._SSL,
+    KafkaError._TIMED_OUT,
+}
+#: librdkafka's syslog level for every client: warnings and errors only.
+_CLIENT_LOG_LEVEL = 4
+#: While an outage is suspected or under way, how often (and how long) to ask for metadata.
+_PROBE_EVERY_S = 1.0
+_PROBE_TIMEOUT_S = 1.0
+#: How often a member compares its partitions' end offsets with what it has read.
+_TRUNCATION_CHECK_EVERY_S = 1.0
 
 
 class KafkaLogError(LogError):
@@ -70,6 +96,73 @@ class KafkaLogError(LogError):
 
 class CommitFailedError(KafkaLogError):
     """A commit was rejected: the partitions were lost or the group is rebalancing."""
+
+
+class TruncatedLogError(KafkaLogError):
+    """A partition now ends below an offset already read: its history is gone (the topic was
+    deleted and re-created, or the broker lost its data). Never transient: positions,
+    checkpoints and outputs no longer match the log."""
+
+
+class ClientLog(logging.LoggerAdapter):
+    """The ``logger`` given to every confluent-kafka client: librdkafka's lines, one each.
+
+    librdkafka logs a failing connection every few tens of milliseconds (about 200 lines in
+    10 s for a closed port) and the same condition also reaches wearwatch through error
+    callbacks, which it reports in its own words. So each line goes out at warning level at
+    most (errors of the client are not errors of the program until wearwatch says so), and a
+    message repeated with only its numbers changed is emitted once per ``quiet_s``; the next
+    emission says how many were held back.
+    """
+
+    _THREAD_PREFIX = re.compile(r"^\[thrd:[^\]]*\]: ")
+    _NUMBERS = re.compile(r"\d+")
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        quiet_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(logger, {})
+        self.quiet_s = quiet_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[float, int]] = {}  # key -> (last emitted, held back since)
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        # confluent-kafka calls log(level, "%s [%s] %s", facility, client name, text).
+        if len(args) == 3 and msg == "%s [%s] %s":
+            facility, _client, text = (str(a) for a in args)
+            line = f"kafka {facility}: {self._THREAD_PREFIX.sub('', text)}"
+        else:
+            line = str(msg) % args if args else str(msg)
+        level = min(level, logging.WARNING)
+        if not self.logger.isEnabledFor(level):
+            return
+        key = self._NUMBERS.sub("#", line)
+        now = self._clock()
+        with self._lock:
+            last, held = self._seen.get(key, (-self.quiet_s, 0))
+            if now - last < self.quiet_s:
+                self._seen[key] = (last, held + 1)
+                return
+            if len(self._seen) > 1000:  # forget old messages; a long run meets many
+                self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.quiet_s}
+            self._seen[key] = (now, 0)
+        if held:
+            line += f" ({held} more like this in the last {now - last:.0f} s)"
+        self.logger.log(level, "%s", line)
+
+
+#: Shared by every client of the process, so repeats are held back across clients too.
+CLIENT_LOG = ClientLog(logging.getLogger(f"{__name__}.client"))
+
+
+def _on_client_error(err: KafkaError) -> None:
+    """``error_cb`` of clients that track nothing: without one, librdkafka logs every error
+    as an ERROR line; the operations that fail report it themselves."""
+    log.debug("kafka client: %s", err)
 
 
 def bootstrap_servers(url: str) -> str:
@@ -104,6 +197,12 @@ def _to_record(msg: Message) -> Record:
     )
 
 
+def _error_text(exc: KafkaException) -> str:
+    """The client's message without the ``KafkaError{code=...}`` wrapping."""
+    err = exc.args[0] if exc.args else None
+    return err.str() if isinstance(err, KafkaError) else str(exc)
+
+
 def _raise_if_real(err: KafkaError, what: str) -> None:
     """Raise ``err`` unless it is end-of-partition, unknown-topic, or transient."""
     if err.code() in _BENIGN:
@@ -121,7 +220,7 @@ class KafkaLog:
         self._bootstrap = bootstrap_servers(url)
         # Extra librdkafka properties for every client (security settings and such).
         self._extra = dict(client_config or {})
-        self._admin = AdminClient(self._config({"allow.auto.create.topics": False, "log_level": 3}))
+        self._admin = AdminClient(self._config({"allow.auto.create.topics": False}))
         self._producer: Producer | None = None
         self._delivery_errors: list[str] = []
         self._partitions: dict[str, int] = {}
@@ -132,7 +231,14 @@ class KafkaLog:
     # -- configuration ---------------------------------------------------------------------------
 
     def _config(self, conf: dict[str, Any]) -> dict[str, Any]:
-        return {"bootstrap.servers": self._bootstrap, **conf, **self._extra}
+        return {
+            "bootstrap.servers": self._bootstrap,
+            "logger": CLIENT_LOG,
+            "log_level": _CLIENT_LOG_LEVEL,
+            "error_cb": _on_client_error,
+            **conf,
+            **self._extra,
+        }
 
     # -- topics ----------------------------------------------------------------------------------
 
@@ -142,8 +248,12 @@ class KafkaLog:
         except KafkaException as exc:
             raise KafkaLogError(
                 f"bus={self.url!r}: no answer from the broker within {_METADATA_TIMEOUT_S:.0f} s"
-                f" ({exc.args[0]})"
+                f" ({_error_text(exc)})"
             ) from None
+        finally:
+            # The admin client's log lines and errors wait in a queue served by poll(): let
+            # them out now (before the error above, if any), so the queue never grows.
+            self._admin.poll(0)
 
     def _topic_partitions(self, topic: str) -> int | None:
         """Partition count from fresh metadata, or None if the topic does not exist."""
@@ -243,7 +353,6 @@ class KafkaLog:
                             "batch.num.messages": 10000,
                             "compression.type": "none",
                             "message.timeout.ms": 60000,
-                            "log_level": 3,
                         }
                     )
                 )
@@ -330,7 +439,6 @@ class KafkaLog:
                         "enable.partition.eof": True,
                         # short fetch waits: a re-assign waits for the in-flight fetch
                         "fetch.wait.max.ms": 20,
-                        "log_level": 3,
                     }
                 )
             )
@@ -438,7 +546,20 @@ class KafkaLog:
 
 
 class KafkaGroupConsumer:
-    """A consumer-group member; see the module docstring for the rebalance protocol."""
+    """A consumer-group member; see the module docstring for the rebalance protocol.
+
+    Besides records, :meth:`poll` keeps three facts current:
+
+    * :attr:`settled`: the group has given this member its partitions (its first rebalance
+      completed, possibly with no partition) and no rebalance has taken any away since.
+    * :attr:`outage`: librdkafka reports all brokers down → confirmed by a metadata request
+      that gets no answer → ``Outage("broker", ...)``; an input topic reported unknown →
+      ``Outage("topic", ...)``. While one is suspected or under way, metadata is asked for
+      once a second; an answer (or a record) ends it. Nothing is probed while healthy.
+    * the end of each assigned partition (as the last fetch saw it) is not below the highest
+      offset this member has read from it; otherwise :meth:`poll` raises
+      :class:`TruncatedLogError`.
+    """
 
     def __init__(
         self,
@@ -460,7 +581,6 @@ class KafkaGroupConsumer:
             "max.poll.interval.ms": 600000,
             "partition.assignment.strategy": "cooperative-sticky",
             "fetch.wait.max.ms": 100,
-            "log_level": 3,
         }
         conf.update(base_config)
         conf["error_cb"] = self._on_error
@@ -478,6 +598,19 @@ class KafkaGroupConsumer:
         self._closed = False
         #: True while ``on_revoke`` is called for *lost* partitions (commits will fail).
         self.lost = False
+        #: True once a rebalance has given this member its partitions (possibly none); False
+        #: again while a rebalance has taken some away and not yet completed.
+        self.settled = False
+        #: The broker outage or vanished input topic under way, if any.
+        self.outage: Outage | None = None
+        self._url = f"kafka://{conf['bootstrap.servers']}"
+        self._connection_error = ""  # the client's last word on why a broker is unreachable
+        self._brokers_down_since: float | None = None  # librdkafka said so; a probe confirms
+        self._down_since: float | None = None
+        self._missing: dict[str, tuple[float, str]] = {}  # topic -> (since, detail)
+        self._next_probe_s = 0.0
+        self._reached: dict[TopicPartition, int] = {}  # highest offset read + 1, ever
+        self._next_truncation_check_s = 0.0
         self._consumer = Consumer(conf)
         self._consumer.subscribe(
             self.topics,
@@ -491,8 +624,13 @@ class KafkaGroupConsumer:
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
             self._fatal = err
-        else:
-            log.debug("kafka consumer %s: %s", self.group, err)
+            return
+        log.debug("kafka consumer %s: %s", self.group, err)
+        if err.code() in _CONNECTION_ERRORS:
+            self._connection_error = err.str()
+        elif err.code() == KafkaError._ALL_BROKERS_DOWN and self._brokers_down_since is None:
+            self._brokers_down_since = time.monotonic()
+            self._next_probe_s = 0.0  # confirm (or clear) at once
 
     def _handle_assign(self, consumer: Consumer, partitions: list[KTopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
@@ -515,6 +653,7 @@ class KafkaGroupConsumer:
             consumer.assign(partitions)
             self._assigned.clear()
         self._assigned.update(tps)
+        self.settled = True
 
     def _handle_revoke(self, consumer: Consumer, partitions: list[KTopicPartition]) -> None:
         self._revoke(consumer, partitions, lost=False)
@@ -526,6 +665,8 @@ class KafkaGroupConsumer:
         tps = [(p.topic, p.partition) for p in partitions]
         callback = self._on_lost if lost and self._on_lost is not None else self._on_revoke
         self.lost = lost
+        if tps:
+            self.settled = False  # until the rebalance under way assigns (maybe nothing)
         try:
             if callback is not None and tps:
                 callback(tps)
@@ -568,12 +709,93 @@ class KafkaGroupConsumer:
         for msg in msgs:
             err = msg.error()
             if err is not None:
+                if err.code() in _TOPIC_MISSING and msg.topic() in self.topics:
+                    # e.g. "Subscribed topic not available": reported once by librdkafka
+                    self._missing.setdefault(msg.topic(), (time.monotonic(), err.str()))
+                    continue
                 _raise_if_real(err, f"consumer {self.group}")
                 continue
             rec = _to_record(msg)
             self._positions[(rec.topic, rec.partition)] = rec.offset + 1
             out.append(rec)
+        if out:  # records are proof of a reachable broker and an existing topic
+            self._broker_answered()
+            for rec in out:
+                self._missing.pop(rec.topic, None)
+                tp = (rec.topic, rec.partition)
+                if rec.offset >= self._reached.get(tp, 0):
+                    self._reached[tp] = rec.offset + 1
+        self._watch()
         return out
+
+    # -- outages and truncation -----------------------------------------------------------------
+
+    def _watch(self) -> None:
+        now = time.monotonic()
+        suspect = self._brokers_down_since is not None or bool(self._missing)
+        if suspect and now >= self._next_probe_s:
+            self._next_probe_s = now + _PROBE_EVERY_S
+            self._probe(now)
+        if self._down_since is not None:
+            detail = self._connection_error or "all brokers down"
+            self.outage = Outage(
+                "broker", f"broker {self._url} unreachable", detail, self._down_since
+            )
+        elif self._missing:
+            topic, (since, detail) = min(self._missing.items(), key=lambda kv: kv[1][0])
+            self.outage = Outage("topic", f"input topic {topic!r} disappeared", detail, since)
+        else:
+            self.outage = None
+        if now >= self._next_truncation_check_s:
+            self._next_truncation_check_s = now + _TRUNCATION_CHECK_EVERY_S
+            self._check_truncation()
+
+    def _probe(self, now: float) -> None:
+        """Ask for the subscribed topics' metadata: no answer confirms a broker outage; an
+        answer ends it and tells which topics exist."""
+        for topic in self.topics:
+            try:
+                meta = self._consumer.list_topics(topic, timeout=_PROBE_TIMEOUT_S).topics.get(topic)
+            except KafkaException as exc:
+                if self._down_since is None:
+                    self._down_since = self._brokers_down_since or now
+                if not self._connection_error:
+                    self._connection_error = _error_text(exc)
+                return
+            self._broker_answered()
+            if meta is not None and meta.error is None and meta.partitions:
+                self._missing.pop(topic, None)
+            elif topic not in self._missing:
+                error = meta.error if meta is not None else None
+                reason = error.str() if isinstance(error, KafkaError) else "not in metadata"
+                self._missing[topic] = (now, reason)
+
+    def _broker_answered(self) -> None:
+        self._brokers_down_since = self._down_since = None
+        self._connection_error = ""
+
+    def _check_truncation(self) -> None:
+        """Raise if an assigned partition now ends below what this member already read.
+
+        The end is the high watermark of the last fetch response (no request is made). It
+        only grows on a healthy log, so a smaller one means the history was lost.
+        """
+        for tp in sorted(self._assigned):
+            reached = self._reached.get(tp)
+            if reached is None:
+                continue
+            try:
+                _low, high = self._consumer.get_watermark_offsets(KTopicPartition(*tp), cached=True)
+            except KafkaException:
+                continue
+            if 0 <= high < reached:
+                topic, partition = tp
+                raise TruncatedLogError(
+                    f"{topic}[{partition}] on {self._url} now ends at offset {high}, below "
+                    f"offset {reached} already read: the topic was deleted and re-created or "
+                    "the broker lost its data (restarted empty?); restore the broker's data, "
+                    "or start over with a new consumer group and an empty sink"
+                )
 
     def assignment(self) -> list[TopicPartition]:
         return sorted(self._assigned)
@@ -649,9 +871,12 @@ class KafkaGroupConsumer:
 
 
 __all__ = [
+    "CLIENT_LOG",
+    "ClientLog",
     "CommitFailedError",
     "KafkaGroupConsumer",
     "KafkaLog",
     "KafkaLogError",
+    "TruncatedLogError",
     "bootstrap_servers",
 ]

@@ -610,9 +610,11 @@ class SqliteConsumer:
 
     # -- group membership ----------------------------------------------------------------------
 
-    def balanced(self) -> bool:
+    @property
+    def settled(self) -> bool:
         """True once this member holds every partition the plan gives it (as of its last look
-        at the group): until then, being caught up on what it holds does not mean done."""
+        at the group): until then, being caught up on what it holds does not mean done (the
+        same attribute as the Kafka consumer's, which the worker's idle test reads)."""
         return self._wanted is not None and self._wanted <= set(self._assigned)
 
     def fence(self, conn: sqlite3.Connection, tps: Iterable[TopicPartition]) -> None:

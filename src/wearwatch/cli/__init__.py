@@ -8,6 +8,7 @@ import typer
 
 from wearwatch.cli import bench, config_cmd, demo, log, mill, models, train, twin, worker
 from wearwatch.cli.errors import exit_on_user_error
+from wearwatch.cli.stderr import configure_logging
 
 app = typer.Typer(
     name="wearwatch",
@@ -33,6 +34,7 @@ def main() -> None:
     That covers usage errors too (a bad option value: Click's usage block and error panel
     would take six lines). ``WEARWATCH_DEBUG=1`` shows the full traceback instead.
     """
+    configure_logging()
     try:
         code = app(standalone_mode=False)
     except typer.TyperException as exc:  # Click's usage errors (bad option, missing argument)

@@ -53,10 +53,12 @@ def _run_one(
     from rich.console import Console
 
     from wearwatch.bus import open_log
+    from wearwatch.cli.stderr import configure_logging
     from wearwatch.config import get_settings
     from wearwatch.pipelines import build_pipeline
     from wearwatch.runtime.worker import Worker, WorkerOptions
 
+    configure_logging()  # also in processes spawned by --workers
     operator = build_pipeline(pipeline, params)
     log = open_log(bus)
     settings = get_settings()
@@ -65,20 +67,21 @@ def _run_one(
         checkpoint_key=settings.checkpoint_key,
         unsigned_checkpoints=unsigned_checkpoints or settings.checkpoint_unsigned,
     )
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # one line per progress report
 
     last: list[object] = [None]
 
     def progress(worker: Worker) -> None:
         c = worker.counters()
-        line = (dict(c), sorted(worker.states))
+        outage = f" outage={worker.outage.kind}" if worker.outage is not None else ""
+        line = (dict(c), sorted(worker.states), outage)
         if not quiet and line != last[0]:
             last[0] = line
             console.print(
                 f"[dim]{time.strftime('%H:%M:%S')} {pipeline}[{os.getpid()}][/] "
                 f"in={c['in']:,} out={c['out']:,} "
                 f"dead={c['dead_lettered']:,} late={c['late']:,} dup={c['duplicate']:,} "
-                f"partitions={sorted(worker.states)}",
+                f"partitions={sorted(worker.states)}{outage}",
                 highlight=False,
             )
 

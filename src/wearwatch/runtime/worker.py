@@ -6,6 +6,13 @@ restores each partition's state from its checkpoint and seeks to the position th
 reflects; on revocation it checkpoints first; partitions lost to another member (a commit was
 fenced) have their uncommitted outputs and state dropped. SIGINT/SIGTERM stop it after a final
 checkpoint.
+
+``exit_when_idle`` means caught up on a real assignment: not before the group has given this
+worker its partitions (a Kafka member waits for its first rebalance; one given no partition —
+more workers than partitions — is idle once it has been told so), and never during an outage.
+An outage (broker unreachable, input topic gone: see :class:`~wearwatch.bus.base.Outage`) is
+logged once as a warning when it begins and when it ends, counted in ``outages``, and stops the
+worker with :class:`OutageError` once it has lasted ``max_outage_s``.
 """
 
 from __future__ import annotations
@@ -17,7 +24,15 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from wearwatch.bus.base import Consumer, Log, PartitionsLostError, Record, TopicPartition
+from wearwatch.bus.base import (
+    Consumer,
+    Log,
+    LogError,
+    Outage,
+    PartitionsLostError,
+    Record,
+    TopicPartition,
+)
 from wearwatch.events import decode_batch, encode
 from wearwatch.runtime.checkpoint import (
     CheckpointStore,
@@ -33,6 +48,10 @@ from wearwatch.runtime.operator import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class OutageError(LogError):
+    """The broker stayed unreachable, or the input topic stayed gone, for ``max_outage_s``."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +71,8 @@ class WorkerOptions:
     #: log's key file, and on Kafka a refusal unless ``unsigned_checkpoints``.
     checkpoint_key: str = field(default="", repr=False)
     unsigned_checkpoints: bool = False
+    #: How long a broker outage or a vanished input topic is waited out before giving up.
+    max_outage_s: float = 60.0
 
     @classmethod
     def from_settings(cls, **overrides: object) -> WorkerOptions:
@@ -64,6 +85,7 @@ class WorkerOptions:
             "poll_max_records": s.poll_max_records,
             "max_event_bytes": s.max_event_bytes,
             "lease_s": s.lease_s,
+            "max_outage_s": s.max_outage_s,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
@@ -91,6 +113,9 @@ class Worker:
         self.outputs: list[Emitted] = []
         self.dirty: set[int] = set()
         self.checkpoints = 0
+        #: The outage under way (None while healthy) and how many began in this run.
+        self.outage: Outage | None = None
+        self.outages = 0
         self._stop = False
         self._failed = False
         self._store: CheckpointStore | None = None
@@ -146,7 +171,8 @@ class Worker:
                 if now - last_retention >= opts.retention_every_s:
                     self.log.apply_retention()
                     last_retention = now
-                if opts.exit_when_idle and not records and self._caught_up():
+                self._watch_outage(now)
+                if opts.exit_when_idle and not records and self._idle():
                     break
             self.checkpoint()
             totals = self.counters()
@@ -163,6 +189,8 @@ class Worker:
         total: Counter[str] = Counter()
         for state in self.states.values():
             total.update(state.counters)
+        if self.outages:
+            total["outages"] += self.outages
         return total
 
     # -- processing --------------------------------------------------------------------------
@@ -240,11 +268,29 @@ class Worker:
         self.dirty.clear()
         self.checkpoints += 1
 
+    def _watch_outage(self, now: float) -> None:
+        """Warn when an outage begins and ends; give up when it has lasted too long."""
+        outage: Outage | None = getattr(self._consumer, "outage", None)
+        previous = self.outage
+        if outage is not None and (previous is None or previous.since_s != outage.since_s):
+            self.outages += 1
+            logger.warning(
+                "%s (%s); waiting up to %g s", outage.what, outage.detail, self.options.max_outage_s
+            )
+        elif outage is None and previous is not None:
+            logger.warning("%s: over after %.0f s", previous.what, now - previous.since_s)
+        self.outage = outage
+        if outage is not None and now - outage.since_s >= self.options.max_outage_s:
+            raise OutageError(f"{outage.what} for {now - outage.since_s:.0f} s ({outage.detail})")
+
+    def _idle(self) -> bool:
+        """Caught up on a real assignment, with no outage under way."""
+        if self.outage is not None or not getattr(self._consumer, "settled", True):
+            return False
+        return self._caught_up()
+
     def _caught_up(self) -> bool:
         assert self._consumer is not None
-        balanced = getattr(self._consumer, "balanced", None)
-        if balanced is not None and not balanced():
-            return False  # the embedded log's plan gives it partitions it does not hold yet
         ends = self.log.end_offsets(self.topic)
         return all(
             self.states[p].position >= ends.get(p, 0)

@@ -185,7 +185,9 @@ def test_exit_when_idle_waits_for_the_first_assignment(kafka_url: str) -> None:
             group,
             # poll_timeout_s=0: the first polls return nothing long before the group's first
             # rebalance (~3 s on tansu); they must not count as "idle".
-            WorkerOptions(exit_when_idle=True, poll_timeout_s=0.0, checkpoint_key=KEY, watermark_delay_s=0.1),
+            WorkerOptions(
+                exit_when_idle=True, poll_timeout_s=0.0, checkpoint_key=KEY, watermark_delay_s=0.1
+            ),
         )
         counters = worker.run(install_signals=False)
         assert counters["in"] == 3000
@@ -285,7 +287,9 @@ def test_worker_gives_up_on_a_missing_input_topic(kafka_url: str) -> None:
             log,
             operator,
             f"g-{run}",
-            WorkerOptions(exit_when_idle=True, poll_timeout_s=0.0, checkpoint_key=KEY, max_outage_s=2.0),
+            WorkerOptions(
+                exit_when_idle=True, poll_timeout_s=0.0, checkpoint_key=KEY, max_outage_s=2.0
+            ),
         )
         start = time.monotonic()
         with pytest.raises(OutageError, match=rf"^input topic 'gone-{run}' disappeared for \d+ s"):

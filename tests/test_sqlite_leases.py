@@ -551,7 +551,7 @@ def test_a_worker_stopped_past_its_lease_is_fenced_off(tmp_path: Path) -> None:
         (
             "1e300",
             "lease_s='1e300' (WEARWATCH_LEASE_S): Input should be less than or equal to 3600",
-        ),  # noqa: E501
+        ),
     ],
 )
 def test_a_bad_lease_setting_stops_the_worker_command_with_one_line(

@@ -1,0 +1,203 @@
+"""Window aggregates of one series: count, sum, mean, std, min, max, slope and latest.
+
+:class:`SeriesStats` is mergeable: the per-event path updates it one sample at a time, the
+columnar path computes the same sufficient statistics for a whole group of samples with numpy
+(:func:`group_partials`) and merges them in. Moments and their merges are River's (``Var`` and
+``Cov`` with Chan's parallel formulas), so both paths share one implementation of the maths.
+
+Time enters the slope as seconds since the window's start (``t``), never as epoch seconds:
+variances of values near 1.7e9 lose every significant digit.
+
+>>> s = SeriesStats()
+>>> for t, v in [(0.0, 1.0), (1.0, 3.0), (2.0, 5.0)]:
+...     s.update(t, v)
+>>> result = s.result()
+>>> [(name, round(result[name], 6)) for name in AGGREGATIONS]  # doctest: +NORMALIZE_WHITESPACE
+[('count', 3), ('sum', 9.0), ('mean', 3.0), ('std', 1.632993), ('min', 1.0), ('max', 5.0),
+ ('slope', 2.0), ('latest', 5.0)]
+
+Merging two halves gives the statistics of the whole (to rounding):
+
+>>> a, b = SeriesStats(), SeriesStats()
+>>> a.update(0.0, 1.0); a.update(1.0, 3.0); b.update(2.0, 5.0)
+>>> merged = a.merge(b).result()
+>>> all(abs(merged[k] - s.result()[k]) < 1e-12 for k in AGGREGATIONS)
+True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from river import stats
+
+#: The aggregations a window step may ask for, in output order.
+AGGREGATIONS: tuple[str, ...] = ("count", "sum", "mean", "std", "min", "max", "slope", "latest")
+
+
+class SeriesStats:
+    """Sufficient statistics of one series in one window (population std, least-squares slope
+    of value on time, latest = value at the largest time, later arrival wins ties)."""
+
+    __slots__ = ("cov", "latest_t", "latest_v", "max", "min", "t_var", "v_var")
+
+    def __init__(self) -> None:
+        self.v_var = stats.Var(ddof=0)
+        self.t_var = stats.Var(ddof=0)
+        self.cov = stats.Cov(ddof=0)
+        self.min = math.inf
+        self.max = -math.inf
+        self.latest_t = -math.inf
+        self.latest_v = math.nan
+
+    @property
+    def n(self) -> int:
+        return int(self.v_var.n)
+
+    def update(self, t: float, v: float) -> None:
+        """Add one sample: ``t`` seconds since the window's start, value ``v``."""
+        self.v_var.update(v)
+        self.t_var.update(t)
+        self.cov.update(t, v)
+        if v < self.min:
+            self.min = v
+        if v > self.max:
+            self.max = v
+        if t >= self.latest_t:
+            self.latest_t, self.latest_v = t, v
+
+    def merge(self, other: SeriesStats) -> SeriesStats:
+        """Fold ``other`` (samples that arrived after this one's) into this one; ``other`` is
+        consumed (its estimators may be reused)."""
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            self.v_var, self.t_var, self.cov = other.v_var, other.t_var, other.cov
+        else:
+            self.v_var += other.v_var
+            self.t_var += other.t_var
+            self.cov += other.cov
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+        if other.latest_t >= self.latest_t:
+            self.latest_t, self.latest_v = other.latest_t, other.latest_v
+        return self
+
+    @classmethod
+    def from_partial(cls, partial: GroupPartial, i: int) -> SeriesStats:
+        """The statistics of group ``i`` of a :func:`group_partials` result."""
+        out = cls()
+        n = float(partial.count[i])
+        out.v_var = stats.Var._from_state(n, partial.v_mean[i], partial.v_var[i], ddof=0)
+        out.t_var = stats.Var._from_state(n, partial.t_mean[i], partial.t_var[i], ddof=0)
+        out.cov = stats.Cov._from_state(
+            n, partial.t_mean[i], partial.v_mean[i], partial.cov[i], ddof=0
+        )
+        out.min = float(partial.min[i])
+        out.max = float(partial.max[i])
+        out.latest_t = float(partial.latest_t[i])
+        out.latest_v = float(partial.latest_v[i])
+        return out
+
+    def result(self) -> dict[str, Any]:
+        n = self.n
+        t_var = self.t_var.get()
+        return {
+            "count": n,
+            "sum": self.v_var.mean.get() * n,
+            "mean": self.v_var.mean.get(),
+            "std": math.sqrt(max(self.v_var.get(), 0.0)),
+            "min": self.min,
+            "max": self.max,
+            "slope": self.cov.get() / t_var if n > 1 and t_var > 0 else 0.0,
+            "latest": self.latest_v,
+        }
+
+    def __getstate__(self) -> tuple[float, ...]:
+        """Checkpoints store plain numbers, not River objects (smaller, version-proof)."""
+        n = float(self.v_var.n)
+        return (
+            n,
+            self.v_var.mean.get(),
+            self.v_var.get(),
+            self.t_var.mean.get(),
+            self.t_var.get(),
+            self.cov.get(),
+            self.min,
+            self.max,
+            self.latest_t,
+            self.latest_v,
+        )
+
+    def __setstate__(self, state: tuple[float, ...]) -> None:
+        n, v_mean, v_var, t_mean, t_var, cov, vmin, vmax, latest_t, latest_v = state
+        self.v_var = stats.Var._from_state(n, v_mean, v_var, ddof=0)
+        self.t_var = stats.Var._from_state(n, t_mean, t_var, ddof=0)
+        self.cov = stats.Cov._from_state(n, t_mean, v_mean, cov, ddof=0)
+        self.min, self.max, self.latest_t, self.latest_v = vmin, vmax, latest_t, latest_v
+
+
+@dataclass(frozen=True)
+class GroupPartial:
+    """Per-group sufficient statistics of a batch, one array entry per group (population
+    variances and covariance; times in seconds since each sample's window start)."""
+
+    count: np.ndarray
+    v_mean: np.ndarray
+    v_var: np.ndarray
+    t_mean: np.ndarray
+    t_var: np.ndarray
+    cov: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    latest_t: np.ndarray
+    latest_v: np.ndarray
+
+
+def group_partials(groups: np.ndarray, t: np.ndarray, v: np.ndarray, n_groups: int) -> GroupPartial:
+    """Vectorised :class:`SeriesStats` of every group in a batch.
+
+    ``groups`` holds each sample's group index in ``[0, n_groups)``; ``t`` its time in seconds
+    since its window's start; ``v`` its value. Two passes (means, then deviations) keep the
+    variances as accurate as Welford's. Latest: the value at the largest ``t``, the later
+    sample in batch order winning ties.
+
+    >>> p = group_partials(np.array([0, 1, 0]), np.array([0.0, 5.0, 1.0]),
+    ...                    np.array([2.0, 7.0, 4.0]), 2)
+    >>> p.count.tolist(), p.v_mean.tolist(), p.cov.tolist(), p.latest_v.tolist()
+    ([2, 1], [3.0, 7.0], [0.5, 0.0], [4.0, 7.0])
+    """
+    count = np.bincount(groups, minlength=n_groups)
+    safe = np.maximum(count, 1)
+    # Shift each group to its first sample, so a constant series has exactly zero spread
+    # (the slope of samples that all share one time is 0, not noise over ~1e-19).
+    t0 = np.zeros(n_groups)
+    v0 = np.zeros(n_groups)
+    t0[groups[::-1]] = t[::-1]
+    v0[groups[::-1]] = v[::-1]
+    ts = t - t0[groups]
+    vs = v - v0[groups]
+    v_mean = np.bincount(groups, weights=vs, minlength=n_groups) / safe
+    t_mean = np.bincount(groups, weights=ts, minlength=n_groups) / safe
+    dv = vs - v_mean[groups]
+    dt = ts - t_mean[groups]
+    v_mean += v0
+    t_mean += t0
+    v_var = np.bincount(groups, weights=dv * dv, minlength=n_groups) / safe
+    t_var = np.bincount(groups, weights=dt * dt, minlength=n_groups) / safe
+    cov = np.bincount(groups, weights=dt * dv, minlength=n_groups) / safe
+    vmin = np.full(n_groups, np.inf)
+    np.minimum.at(vmin, groups, v)
+    vmax = np.full(n_groups, -np.inf)
+    np.maximum.at(vmax, groups, v)
+    # Latest: sort by (group, t, position); the last row of each group wins.
+    order = np.lexsort((np.arange(len(t)), t, groups))
+    last = np.r_[groups[order][1:] != groups[order][:-1], True] if len(t) else order
+    latest_t = np.full(n_groups, -np.inf)
+    latest_v = np.full(n_groups, np.nan)
+    latest_t[groups[order][last]] = t[order][last]
+    latest_v[groups[order][last]] = v[order][last]
+    return GroupPartial(count, v_mean, v_var, t_mean, t_var, cov, vmin, vmax, latest_t, latest_v)

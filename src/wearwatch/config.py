@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     retention_s: float = Field(7 * 24 * 3600.0, gt=0, description="log retention, seconds")
     max_event_bytes: int = Field(65536, ge=256, description="larger events are dead-lettered")
     watermark_delay_s: float = Field(5.0, ge=0, description="bounded out-of-orderness")
+    max_future_s: float = Field(
+        86400.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="events further ahead of their record's log append time are dead-lettered "
+        "(future)",
+    )
     checkpoint_interval_s: float = Field(1.0, gt=0, description="max seconds between checkpoints")
     poll_max_records: int = Field(500, ge=1, description="records per poll")
     api_host: str = Field("127.0.0.1", description="API/UI bind address")

@@ -15,10 +15,12 @@ from unittest import mock
 
 import msgspec
 import pytest
+from pydantic import ValidationError
 
 import wearwatch.bus.sqlite as sqlite_bus
 from wearwatch.bus.base import OutRecord, read_all
 from wearwatch.bus.sqlite import SqliteLog
+from wearwatch.config import Settings, get_settings
 from wearwatch.events import DeadLetter, Reading, ReadingTotals
 from wearwatch.pipelines.reading_totals import READINGS_TOPIC, TOTALS_TOPIC, ReadingTotalsOperator
 from wearwatch.runtime.operator import DEAD_LETTER_TOPIC, Context
@@ -461,3 +463,26 @@ def test_a_running_worker_lives_through_every_poison_and_keeps_committing(
         msgspec.json.decode(r.value, type=DeadLetter) for r in read_all(log, DEAD_LETTER_TOPIC)
     ]
     assert [letter.offset for letter in letters] == [2 * i for i in range(len(POISON))]
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "-1", "1e400"])
+def test_the_guard_bound_must_be_finite_and_positive(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WEARWATCH_MAX_FUTURE_S", value)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    (error,) = info.value.errors()
+    assert error["loc"] == ("max_future_s",) and error["input"] == value
+
+
+def test_the_guard_bound_reaches_the_worker_from_the_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WEARWATCH_MAX_FUTURE_S", "3600")
+    get_settings.cache_clear()
+    try:
+        assert WorkerOptions.from_settings().max_future_s == 3600.0
+    finally:
+        get_settings.cache_clear()
+    assert WorkerOptions().max_future_s == Settings.model_fields["max_future_s"].default == 86400

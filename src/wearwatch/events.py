@@ -14,8 +14,10 @@ errors name the field and the offending value:
 ts | field `ts`: expected a timestamp with a timezone, got '2026-01-01T00:00:00'
 
 A log record may carry a batch of events (a JSON array) so the per-record cost of the log
-does not cap a pipeline; :func:`decode_batch` salvages the valid events of a batch and reports
-each bad one with its own raw bytes.
+does not cap a pipeline; :func:`decode_record` salvages the valid events of a batch and reports
+each bad one with its own raw bytes. Input is untrusted: decoding also refuses what msgspec
+accepts or chokes on (nesting deeper than :data:`MAX_NESTING`, invalid UTF-8, event times
+outside [:data:`EARLIEST`, :data:`LATEST`), duplicate keys, an empty batch), and never raises.
 """
 
 from __future__ import annotations
@@ -243,6 +245,8 @@ MAX_NESTING = 64
 #: epoch float on every platform; years outside datetime's range cannot even be compared.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+_EARLIEST_S = EARLIEST.timestamp()
+_LATEST_S = LATEST.timestamp()
 
 _encoder = msgspec.json.Encoder()
 _PATH = re.compile(r"at `\$((?:\[\d+\]|\.[A-Za-z_][A-Za-z0-9_]*)*)`")
@@ -253,6 +257,8 @@ _COLON = re.compile(rb"\s*:")
 _BRACKETS = bytes.maketrans(b"[{]}", b"(())")
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 _RAW_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
+_OBJECT = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_OBJECTS = msgspec.json.Decoder(list[dict[str, msgspec.Raw]])
 
 
 def encode(event: Event | list[Any]) -> bytes:
@@ -395,17 +401,44 @@ class _Pairs(list[tuple[str, Any]]):
     """A JSON object as its key/value pairs, duplicates kept."""
 
 
+class _Duplicate(Exception):
+    """Raised from the JSON parser's hook at the first object with a repeated key."""
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    unique = dict(pairs)
+    if len(unique) != len(pairs):
+        raise _Duplicate
+    return unique
+
+
+def _keys_may_repeat(raw: bytes, batch: bool) -> bool:
+    """False only if ``raw`` (which decoded as events) cannot hold a duplicate key.
+
+    A key is a string followed by a colon, so ``"`` + ``:`` once whitespace is removed counts
+    every key (plus strings that merely start with a colon): at least as many as there are.
+    msgspec's dicts count the distinct keys of each event object. More keys than distinct ones
+    is necessary for a duplicate (or a nested object, which is then checked exactly).
+    """
+    keys = raw.translate(None, b" \t\r\n").count(b'":')
+    distinct = sum(map(len, _OBJECTS.decode(raw))) if batch else len(_OBJECT.decode(raw))
+    return keys > distinct
+
+
 def _duplicate(raw: bytes) -> EventDecodeError | None:
     """The first duplicate key in ``raw`` (nested objects included), or None.
 
     Exact, and slow next to msgspec: callers only ask when ``raw`` differs from the canonical
-    encoding of what it decoded to, a necessary condition for a duplicate.
+    encoding of what it decoded to and :func:`_keys_may_repeat`. The stdlib parser checks each
+    object at C speed; only a record that has a duplicate is parsed again to name its path.
     """
     try:
-        tree = json.loads(raw, object_pairs_hook=_Pairs)
+        json.loads(raw, object_pairs_hook=_unique)
+        return None
+    except _Duplicate:
+        return _first_duplicate(json.loads(raw, object_pairs_hook=_Pairs), "")
     except ValueError as exc:  # e.g. an integer literal beyond Python's digit limit
         return EventDecodeError(f"field `$`: cannot check for duplicate keys: {exc}", "$")
-    return _first_duplicate(tree, "")
 
 
 def _first_duplicate(node: Any, path: str) -> EventDecodeError | None:
@@ -463,15 +496,26 @@ class _Kind:
         }
         self.only_ts = not any(self.other_times.values())
 
-    def time_error(self, event: Any) -> EventDecodeError | None:
-        ts = event.ts
-        if not EARLIEST <= ts < LATEST:
-            return _out_of_range(ts, "ts")
+    def event_time(self, event: Any) -> float:
+        """``event.ts`` in epoch seconds, once every timestamp field is checked for range."""
+        ts = _epoch(event.ts)
+        if ts is None:
+            raise _out_of_range(event.ts, "ts")
         for name in self.other_times.get(type(event), ()):
             value = getattr(event, name)
-            if value is not None and not EARLIEST <= value < LATEST:
-                return _out_of_range(value, name)
+            if value is not None and _epoch(value) is None:
+                raise _out_of_range(value, name)
+        return ts
+
+
+def _epoch(value: datetime) -> float | None:
+    """Epoch seconds of ``value``, or None outside [EARLIEST, LATEST) (years 0 and 10000 in
+    UTC, which datetime cannot even convert, included)."""
+    try:
+        seconds = value.timestamp()
+    except (OverflowError, ValueError, OSError):
         return None
+    return seconds if _EARLIEST_S <= seconds < _LATEST_S else None
 
 
 def _is_time(t: Any) -> bool:
@@ -531,8 +575,9 @@ def _refusal(raw: bytes, exc: Exception) -> EventDecodeError:
     return EventDecodeError(f"undecodable: {type(exc).__name__}: {exc}", "$")
 
 
-def _decode_item(raw: bytes, kind: _Kind, max_event_bytes: int | None) -> Any:
-    """One event, fully checked; raises :class:`EventDecodeError` and nothing else."""
+def _decode_item(raw: bytes, kind: _Kind, max_event_bytes: int | None) -> tuple[Any, float]:
+    """One event, fully checked, and its time in epoch seconds; raises
+    :class:`EventDecodeError` and nothing else."""
     if max_event_bytes is not None and len(raw) > max_event_bytes:
         raise _oversize(len(raw), max_event_bytes)
     try:
@@ -543,18 +588,18 @@ def _decode_item(raw: bytes, kind: _Kind, max_event_bytes: int | None) -> Any:
         depth = _nesting(raw)
         if depth > MAX_NESTING:
             raise _too_deep(depth)
-    error = kind.time_error(event)
-    if error is None and _encoder.encode(event) != raw:
+    ts = kind.event_time(event)
+    if _encoder.encode(event) != raw and _keys_may_repeat(raw, batch=False):
         error = _duplicate(raw)
-    if error is not None:
-        raise error
-    return event
+        if error is not None:
+            raise error
+    return event, ts
 
 
 def decode_event(raw: bytes, kind: type[E]) -> E:
     """Strictly decode one event of type ``kind``; raise :class:`EventDecodeError`."""
     try:
-        return _decode_item(raw, _kind(kind), None)  # type: ignore[no-any-return]
+        return _decode_item(raw, _kind(kind), None)[0]  # type: ignore[no-any-return]
     except EventDecodeError:
         raise
     except Exception as exc:  # whatever is left: still a refusal, never a crash
@@ -565,15 +610,22 @@ Rejected = tuple[bytes, EventDecodeError]
 
 
 class DecodedRecord:
-    """One log record decoded: its valid events in order, each refused item with its own
-    bytes and the reason, and (on demand) each valid event's own bytes."""
+    """One log record decoded: its valid events in order with their times (epoch seconds),
+    each refused item with its own bytes and the reason, and (on demand) each valid event's
+    own bytes."""
 
-    __slots__ = ("_raws", "_record", "events", "rejected")
+    __slots__ = ("_raws", "_record", "events", "rejected", "times")
 
     def __init__(
-        self, events: list[Any], rejected: list[Rejected], record: bytes, raws: list[bytes] | None
+        self,
+        events: list[Any],
+        times: list[float],
+        rejected: list[Rejected],
+        record: bytes,
+        raws: list[bytes] | None,
     ) -> None:
         self.events = events
+        self.times = times
         self.rejected = rejected
         self._record = record
         self._raws = raws
@@ -599,12 +651,13 @@ def decode_record(raw: bytes, kind: Any, max_event_bytes: int = 65536) -> Decode
     try:
         if raw[:1] == b"[":
             return _decode_batch(raw, _kind(kind), max_event_bytes)
-        return DecodedRecord([_decode_item(raw, _kind(kind), max_event_bytes)], [], raw, None)
+        event, ts = _decode_item(raw, _kind(kind), max_event_bytes)
+        return DecodedRecord([event], [ts], [], raw, None)
     except EventDecodeError as exc:
-        return DecodedRecord([], [(raw, exc)], raw, [])
+        return DecodedRecord([], [], [(raw, exc)], raw, [])
     except Exception as exc:  # input must never stop a worker
         error = EventDecodeError(f"undecodable record: {type(exc).__name__}: {exc}", "$")
-        return DecodedRecord([], [(raw, error)], raw, [])
+        return DecodedRecord([], [], [(raw, error)], raw, [])
 
 
 def decode_batch(
@@ -631,16 +684,24 @@ def _decode_batch(raw: bytes, kind: _Kind, max_event_bytes: int) -> DecodedRecor
         if len(raw) > max_event_bytes:
             items = [bytes(item) for item in _RAW_ITEMS.decode(raw)]
             suspect = any(len(item) > max_event_bytes for item in items)
+        times: list[float] = []
         if not suspect:
-            if kind.only_ts:
-                earliest, latest = EARLIEST, LATEST
-                suspect = not all(earliest <= event.ts < latest for event in events)
+            try:
+                times = [event.ts.timestamp() for event in events]
+            except (OverflowError, ValueError, OSError):  # a UTC year 0 or 10000
+                suspect = True
             else:
-                suspect = any(kind.time_error(event) is not None for event in events)
-        if not suspect and _encoder.encode(events) != raw:
+                suspect = min(times) < _EARLIEST_S or max(times) >= _LATEST_S
+                if not suspect and not kind.only_ts:
+                    try:
+                        for event in events:
+                            kind.event_time(event)
+                    except EventDecodeError:
+                        suspect = True
+        if not suspect and _encoder.encode(events) != raw and _keys_may_repeat(raw, batch=True):
             suspect = _duplicate(raw) is not None
         if not suspect:
-            return DecodedRecord(events, [], raw, items)
+            return DecodedRecord(events, times, [], raw, items)
         if items is None:
             items = [bytes(item) for item in _RAW_ITEMS.decode(raw)]
     elif (depth := _nesting(raw)) > MAX_NESTING:
@@ -652,15 +713,19 @@ def _decode_batch(raw: bytes, kind: _Kind, max_event_bytes: int) -> DecodedRecor
         except Exception as exc:  # no trustworthy item boundaries: refuse the record whole
             raise _refusal(raw, exc) from None
     good: list[Any] = []
+    good_times: list[float] = []
     raws: list[bytes] = []
     bad: list[Rejected] = []
     for item in items:
         try:
-            good.append(_decode_item(item, kind, max_event_bytes))
-            raws.append(item)
+            event, ts = _decode_item(item, kind, max_event_bytes)
         except EventDecodeError as exc:
             bad.append((item, exc))
-    return DecodedRecord(good, bad, raw, raws)
+            continue
+        good.append(event)
+        good_times.append(ts)
+        raws.append(item)
+    return DecodedRecord(good, good_times, bad, raw, raws)
 
 
 def _oversize(size: int, limit: int) -> EventDecodeError:

@@ -194,8 +194,9 @@ class Worker:
         process = op.process
         key_of = op.key
         late = future = failed = 0
+        times = decoded.times
         for index, event in enumerate(events):
-            ts = event.ts.timestamp()
+            ts = times[index]
             if ts > horizon:
                 future += 1
                 ctx.dead_letter(

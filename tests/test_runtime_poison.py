@@ -78,16 +78,18 @@ class FrozenWallClock:
         return getattr(time, name)
 
 
-def produce_at(log: SqliteLog, values: list[bytes], when: datetime = APPENDED) -> None:
-    """Append ``values`` (one record each) as if the wall clock read ``when``."""
-    with mock.patch.object(sqlite_bus, "time", FrozenWallClock(when.timestamp())):
+def produce_at(log: SqliteLog, values: list[bytes], when: datetime | float = APPENDED) -> None:
+    """Append ``values`` (one record each) as if the wall clock read ``when`` (or, a float,
+    that many epoch seconds)."""
+    now = when.timestamp() if isinstance(when, datetime) else when
+    with mock.patch.object(sqlite_bus, "time", FrozenWallClock(now)):
         log.produce([OutRecord(READINGS_TOPIC, b"k", value) for value in values])
 
 
 def run(
     tmp_path: Path,
     values: list[bytes],
-    when: datetime = APPENDED,
+    when: datetime | float = APPENDED,
     options: WorkerOptions = OPTIONS,
     operator: ReadingTotalsOperator | None = None,
     flush: bool = True,
@@ -312,6 +314,18 @@ def test_a_record_without_an_append_time_is_not_judged(tmp_path: Path) -> None:
     result = run(tmp_path, [future], when=datetime(1970, 1, 1, tzinfo=UTC), flush=False)
     assert result.letters == []
     assert only_counters(result) == expect(processed=1)
+
+
+def test_an_absurd_producer_set_log_time_is_not_judged_and_kills_nothing(
+    tmp_path: Path,
+) -> None:
+    # Kafka's CreateTime is whatever the producer says: here about the year 146,000, which
+    # a dead letter's datetime could not hold.
+    future = at(reading(1), b"2150-01-01T00:00:00Z")
+    result = run(tmp_path, [BAD_UTF8, future], when=2**52, flush=False)
+    (letter,) = result.letters
+    assert (letter.raw, letter.ts) == (BAD_UTF8, datetime(1970, 1, 1, tzinfo=UTC))
+    assert only_counters(result) == expect(processed=1, invalid=1)
 
 
 DUPLICATE = reading(1).replace(b'"value":1.0', b'"value":1.0,"value":2.5')

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from wearwatch.bus.base import Consumer, Log, Record, TopicPartition
-from wearwatch.events import decode_record, utc
+from wearwatch.events import LATEST, decode_record, utc
 from wearwatch.runtime.checkpoint import CheckpointStore, checkpoint_store_for
 from wearwatch.runtime.operator import (
     DEAD_LETTER_TOPIC,
@@ -27,6 +27,7 @@ from wearwatch.runtime.operator import (
 )
 
 _NEVER = float("inf")
+_LATEST_S = LATEST.timestamp()
 
 
 @dataclass(frozen=True)
@@ -169,8 +170,8 @@ class Worker:
         append time is dead-lettered as ``future`` before it can move the watermark (one such
         event would otherwise make every later event of the partition late). The append time
         is stored in the log, so a replay decides the same; replays of old history and twins
-        in accelerated virtual time stay behind it. A record without an append time (0) is
-        not judged.
+        in accelerated virtual time stay behind it. A record without a usable append time (0,
+        or beyond the years event times may have) is not judged.
         """
         partition = record.partition
         state = self.states[partition]
@@ -182,13 +183,16 @@ class Worker:
         counters = state.counters
         counters["in"] += len(events) + len(decoded.rejected)
         appended_s = record.timestamp_ms / 1000.0
+        if not 0.0 < appended_s < _LATEST_S:
+            # No usable log time (none, or a producer-set one datetime cannot even hold).
+            appended_s = 0.0
         if decoded.rejected:
             counters["invalid"] += len(decoded.rejected)
             for raw, error in decoded.rejected:
                 ctx.dead_letter(
                     record.topic, record.offset, raw, str(error), error.field, appended_s
                 )
-        horizon = appended_s + self.options.max_future_s if record.timestamp_ms > 0 else _NEVER
+        horizon = appended_s + self.options.max_future_s if appended_s else _NEVER
         delay = self.options.watermark_delay_s
         timers = state.timers
         process = op.process

@@ -33,7 +33,7 @@ from wearwatch.bus.base import (
     Record,
     TopicPartition,
 )
-from wearwatch.events import decode_batch, encode
+from wearwatch.events import LATEST, decode_record, utc
 from wearwatch.runtime.checkpoint import (
     CheckpointStore,
     checkpoint_store_for,
@@ -54,6 +54,10 @@ class OutageError(LogError):
     """The broker stayed unreachable, or the input topic stayed gone, for ``max_outage_s``."""
 
 
+_NEVER = float("inf")
+_LATEST_S = LATEST.timestamp()
+
+
 @dataclass(frozen=True)
 class WorkerOptions:
     watermark_delay_s: float = 5.0
@@ -64,6 +68,9 @@ class WorkerOptions:
     #: How often the worker applies the log's retention (the embedded log has no broker).
     retention_every_s: float = 60.0
     max_event_bytes: int = 65536
+    #: An event whose time is further than this ahead of its record's log append time is
+    #: dead-lettered as ``future`` (see :meth:`Worker._process_record`).
+    max_future_s: float = 86400.0
     exit_when_idle: bool = False
     #: Embedded log: how long a member's partitions stay its own without a renewal.
     lease_s: float = 10.0
@@ -86,6 +93,7 @@ class WorkerOptions:
             "max_event_bytes": s.max_event_bytes,
             "lease_s": s.lease_s,
             "max_outage_s": s.max_outage_s,
+            "max_future_s": s.max_future_s,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
@@ -196,33 +204,65 @@ class Worker:
     # -- processing --------------------------------------------------------------------------
 
     def _process_record(self, record: Record) -> None:
+        """Decode a record and run its events; nothing in the input can make this raise.
+
+        Every input item ends in exactly one of the counters ``processed``, ``invalid``
+        (refused by decoding), ``future``, ``late`` or ``failed`` (the operator raised), so
+        ``in`` is their sum; ``dead_lettered`` counts every dead letter written, whatever
+        the reason.
+
+        The event-time guard: an event more than ``max_future_s`` ahead of its record's log
+        append time is dead-lettered as ``future`` before it can move the watermark (one such
+        event would otherwise make every later event of the partition late). The append time
+        is stored in the log, so a replay decides the same; replays of old history and twins
+        in accelerated virtual time stay behind it. A record without a usable append time (0,
+        or beyond the years event times may have) is not judged.
+        """
         partition = record.partition
         state = self.states[partition]
         ctx = self.contexts[partition]
         op = self.operator
         ctx.begin_record(f"{self.group}/{record.topic}/{partition}/{record.offset}")
-        events, bad = decode_batch(record.value, op.input_type, self.options.max_event_bytes)
+        decoded = decode_record(record.value, op.input_type, self.options.max_event_bytes)
+        events = decoded.events
         counters = state.counters
-        counters["in"] += len(events) + len(bad)
-        for raw, error in bad:
-            ctx.dead_letter(
-                record.topic,
-                record.offset,
-                raw,
-                str(error),
-                error.field,
-                record.timestamp_ms / 1000.0,
-            )
+        counters["in"] += len(events) + len(decoded.rejected)
+        appended_s = record.timestamp_ms / 1000.0
+        if not 0.0 < appended_s < _LATEST_S:
+            # No usable log time (none, or a producer-set one datetime cannot even hold).
+            appended_s = 0.0
+        if decoded.rejected:
+            counters["invalid"] += len(decoded.rejected)
+            for raw, error in decoded.rejected:
+                ctx.dead_letter(
+                    record.topic, record.offset, raw, str(error), error.field, appended_s
+                )
+        horizon = appended_s + self.options.max_future_s if appended_s else _NEVER
         delay = self.options.watermark_delay_s
         timers = state.timers
         process = op.process
         key_of = op.key
-        for event in events:
-            ts = event.ts.timestamp()
+        late = future = failed = 0
+        times = decoded.times
+        for index, event in enumerate(events):
+            ts = times[index]
+            if ts > horizon:
+                future += 1
+                ctx.dead_letter(
+                    record.topic,
+                    record.offset,
+                    decoded.raw_event(index),
+                    f"future: event time {event.ts.isoformat()} is more than "
+                    f"{self.options.max_future_s:g} s ahead of the record's log time "
+                    f"{utc(appended_s).isoformat()}",
+                    "ts",
+                    appended_s,
+                )
+                continue
             try:
                 if ts < state.watermark:
-                    counters["late"] += 1
-                    op.on_late(event, record.offset, ts, ctx)
+                    op.on_late(event, decoded.raw_event(index), record.offset, ts, ctx)
+                    late += 1
                     continue
                 candidate = ts - delay
                 if candidate > state.watermark:
@@ -235,15 +275,24 @@ class Worker:
                         due = timers.next_due()
                 process(event, key_of(event), ts, ctx)
             except Exception as exc:  # a valid event the operator cannot handle
-                counters["failed"] += 1
+                failed += 1
                 ctx.dead_letter(
                     record.topic,
                     record.offset,
-                    encode(event),
+                    decoded.raw_event(index),
                     f"processing failed: {type(exc).__name__}: {exc}",
                     "",
                     ts,
                 )
+        processed = len(events) - late - future - failed
+        if processed:
+            counters["processed"] += processed
+        if late:
+            counters["late"] += late
+        if future:
+            counters["future"] += future
+        if failed:
+            counters["failed"] += failed
         if record.offset > state.position:
             # Retention deleted records this group had not read yet: visible, not silent.
             counters["skipped_by_retention"] += record.offset - state.position

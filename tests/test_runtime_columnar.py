@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pyarrow as pa
 from wearwatch.bus.base import OutRecord, partition_for, read_all
 from wearwatch.bus.sqlite import SqliteLog
 from wearwatch.columnar import Columns
-from wearwatch.events import DeadLetter, Reading
+from wearwatch.events import DeadLetter, Reading, encode
 from wearwatch.pipelines.reading_totals import READINGS_TOPIC, TOTALS_TOPIC, ReadingTotalsOperator
 from wearwatch.runtime.operator import DEAD_LETTER_TOPIC, Context, KeyedOperator
 from wearwatch.runtime.worker import Worker, WorkerOptions
@@ -28,8 +29,10 @@ OPTIONS = WorkerOptions(
     watermark_delay_s=0.01, exit_when_idle=True, poll_timeout_s=0.0, poll_max_records=7
 )
 
+FUTURE_US = 4_102_444_800_000_000  # 2100-01-01: beyond any record's log time + max_future_s
 # Bad rows, as JSON spells them and as Arrow carries them: (field, JSON value, Arrow value).
 BAD = [
+    ("ts", '"2100-01-01T00:00:00Z"', FUTURE_US),
     ("value", "1e999", math.inf),
     ("value", "null", None),
     ("machine_id", "null", None),
@@ -57,18 +60,18 @@ def _rows(n: int) -> list[dict[str, Any]]:
 
 
 def _json_row(row: dict[str, Any]) -> str:
-    us = row["ts_us"]
-    fields = {
-        "type": json.dumps("reading"),
-        "ts": json.dumps(f"{np.datetime64(us, 'us')}Z"),
-        "machine_id": json.dumps(row["machine_id"]),
-        "sensor": json.dumps(row["sensor"]),
-        "value": repr(row["value"]),
-        "unit": json.dumps(row["unit"]),
-    }
+    """A row as its producer would send it: the canonical encoding, or a bad value spliced in."""
+    reading = Reading(
+        ts=datetime.fromtimestamp(row["ts_us"] / 1e6, UTC),
+        machine_id=row["machine_id"],
+        sensor=row["sensor"],
+        value=row["value"],
+        unit=row["unit"],
+    )
+    fields = msgspec.json.decode(encode(reading), type=dict[str, msgspec.Raw])
     if row["bad"] is not None:
-        fields[row["bad"][0]] = row["bad"][1]
-    return "{" + ",".join(f'"{k}":{v}' for k, v in fields.items()) + "}"
+        fields[row["bad"][0]] = msgspec.Raw(row["bad"][1].encode())
+    return "{" + ",".join(f'"{k}":{bytes(v).decode()}' for k, v in fields.items()) + "}"
 
 
 def _arrow(rows: list[dict[str, Any]]) -> bytes:
@@ -136,9 +139,13 @@ def test_json_and_arrow_records_give_identical_outputs_counters_and_dead_letters
 
     n_bad = sum(1 for r in rows if r["bad"] is not None)
     assert json_counters == arrow_counters
+    n_future = sum(1 for r in rows if r["bad"] and r["bad"][0] == "ts")
     assert arrow_counters["in"] == len(rows) + 1  # every row, plus the garbage record
-    assert arrow_counters["dead_lettered"] == n_bad + 1 + arrow_counters["late"]
+    assert arrow_counters["future"] == n_future > 0
+    assert arrow_counters["invalid"] == n_bad - n_future + 1
     assert arrow_counters["late"] >= 20  # the disorder really makes rows late
+    assert arrow_counters["dead_lettered"] == n_bad + 1 + arrow_counters["late"]
+    assert arrow_counters["processed"] == len(rows) - n_bad - arrow_counters["late"]
 
     def totals(log: SqliteLog) -> list[tuple[int, bytes | None, bytes, str]]:
         return [(r.partition, r.key, r.value, r.rid) for r in read_all(log, TOTALS_TOPIC)]
@@ -155,13 +162,23 @@ def test_json_and_arrow_records_give_identical_outputs_counters_and_dead_letters
     assert [(d.partition, d.offset, d.field) for d in json_letters] == [
         (d.partition, d.offset, d.field) for d in arrow_letters
     ]
-    late = [(j, a) for j, a in zip(json_letters, arrow_letters, strict=True) if "late" in j.reason]
-    assert len(late) == arrow_counters["late"]
-    # A late row's dead letter carries the same bytes and reason on both paths.
-    assert all(j.raw == a.raw and j.reason == a.reason for j, a in late)
-    bad = [a for a in arrow_letters if "late" not in a.reason and a.field != "$"]
-    assert Counter(a.field for a in bad) == Counter(r["bad"][0] for r in rows if r["bad"])
-    for letter in bad:  # each carries its own row, as JSON
+    timing = [
+        (j, a)
+        for j, a in zip(json_letters, arrow_letters, strict=True)
+        if j.reason.startswith(("late:", "future:"))
+    ]
+    assert len(timing) == arrow_counters["late"] + arrow_counters["future"]
+    # A late or future row's dead letter carries the same bytes and reason on both paths (up
+    # to the log time, which is each log's own append time).
+    for j, a in timing:
+        assert j.raw == a.raw
+        assert j.reason.split("log time")[0] == a.reason.split("log time")[0]
+    invalid = [a for a in arrow_letters if not a.reason.startswith(("late:", "future:"))]
+    rows_refused = [a for a in invalid if a.field != "$"]
+    assert Counter(a.field for a in rows_refused) == Counter(
+        r["bad"][0] for r in rows if r["bad"] and r["bad"][0] != "ts"
+    )
+    for letter in rows_refused:  # each carries its own row, as JSON
         row = json.loads(letter.raw)
         assert row["type"] == "reading" and letter.reason.startswith(f"field `{letter.field}`")
     garbage = [a for a in arrow_letters if a.field == "$"]
@@ -190,7 +207,7 @@ class Probe(KeyedOperator):
         self.seen.append((ts, ctx.watermark, "on time"))
         ctx.set_timer(f"{key}@{ts}", ts + 0.05)
 
-    def on_late(self, event: Any, raw_offset: int, ts: float, ctx: Context) -> None:
+    def on_late(self, event: Any, raw: bytes, offset: int, ts: float, ctx: Context) -> None:
         self.seen.append((ts, ctx.watermark, "late"))
 
     def on_timer(self, key: str, when: float, ctx: Context) -> None:

@@ -56,15 +56,14 @@ import pyarrow.compute as pc
 import pyarrow.ipc
 
 from wearwatch.bus.base import OutRecord, partition_for
-from wearwatch.events import SCHEMA_VERSION, Event, EventDecodeError, encode
+from wearwatch.events import EARLIEST, LATEST, SCHEMA_VERSION, Event, EventDecodeError, encode
 
 #: Every Arrow IPC stream message starts with this continuation marker; JSON text never does.
 IPC_MARKER = b"\xff\xff\xff\xff"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: Event times must fall in [EARLIEST_US, LATEST_US) µs since the epoch (1970 ≤ year < 2200):
-#: each converts to and from an epoch float and a datetime on every platform.
-EARLIEST_US = 0
-LATEST_US = (datetime(2200, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+#: Event times must fall in the contract's [EARLIEST, LATEST), here in µs since the epoch.
+EARLIEST_US = (EARLIEST - _EPOCH) // timedelta(microseconds=1)
+LATEST_US = (LATEST - _EPOCH) // timedelta(microseconds=1)
 #: Default cap on rows per record (the worker passes its own).
 MAX_ROWS = 1_000_000
 

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     )
     max_event_bytes: int = Field(65536, ge=256, description="larger events are dead-lettered")
     watermark_delay_s: Seconds = Field(5.0, description="bounded out-of-orderness")
+    max_future_s: PositiveSeconds = Field(
+        86400.0,
+        description="events further ahead of their record's log append time are dead-lettered "
+        "(future)",
+    )
     checkpoint_interval_s: PositiveSeconds = Field(
         1.0, description="max seconds between checkpoints"
     )

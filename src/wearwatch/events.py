@@ -14,12 +14,15 @@ errors name the field and the offending value:
 ts | field `ts`: expected a timestamp with a timezone, got '2026-01-01T00:00:00'
 
 A log record may carry a batch of events (a JSON array) so the per-record cost of the log
-does not cap a pipeline; :func:`decode_batch` salvages the valid events of a batch and reports
-each bad one with its own raw bytes.
+does not cap a pipeline; :func:`decode_record` salvages the valid events of a batch and reports
+each bad one with its own raw bytes. Input is untrusted: decoding also refuses what msgspec
+accepts or chokes on (nesting deeper than :data:`MAX_NESTING`, invalid UTF-8, event times
+outside [:data:`EARLIEST`, :data:`LATEST`), duplicate keys, an empty batch), and never raises.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
@@ -234,9 +237,28 @@ class EventDecodeError(ValueError):
         self.field = field
 
 
+#: Deepest nesting of arrays/objects a record may have (a batch counts one level). Deeper input
+#: is refused before anything recursive touches it: msgspec's decoder, skipper and untyped
+#: decode all recurse, and a 10,000-deep record raises RecursionError from any of them.
+MAX_NESTING = 64
+#: Event times (in UTC) must fall in [EARLIEST, LATEST): every such time converts to and from an
+#: epoch float on every platform; years outside datetime's range cannot even be compared.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+_EARLIEST_S = EARLIEST.timestamp()
+_LATEST_S = LATEST.timestamp()
+
 _encoder = msgspec.json.Encoder()
 _PATH = re.compile(r"at `\$((?:\[\d+\]|\.[A-Za-z_][A-Za-z0-9_]*)*)`")
 _STEP = re.compile(r"\[(\d+)\]|\.([A-Za-z_][A-Za-z0-9_]*)")
+#: A JSON string literal (linear time: no nested quantifier can backtrack).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_COLON = re.compile(rb"\s*:")
+_BRACKETS = bytes.maketrans(b"[{]}", b"(())")
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+_RAW_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
+_OBJECT = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_OBJECTS = msgspec.json.Decoder(list[dict[str, msgspec.Raw]])
 
 
 def encode(event: Event | list[Any]) -> bytes:
@@ -303,71 +325,407 @@ def _lookup(raw: bytes, steps: list[tuple[str, str]]) -> Any:
     """Best-effort: the raw value at a path, for the error message."""
     try:
         node: Any = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        # Out-of-range numbers fail even untyped decoding; the caller shows the literal.
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        # Out-of-range numbers (or bad UTF-8 further on) fail even untyped decoding; the
+        # caller shows the literal.
         return _UNPARSABLE
     for idx, name in steps:
         try:
             node = node[int(idx)] if idx else node[name]
         except (KeyError, IndexError, TypeError):
             return None
-    if isinstance(node, str) and len(node) > 80:
-        return node[:77] + "..."
-    return node
+    return _short(node)
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, str | bytes) and len(value) > 80:
+        return value[:77] + ("..." if isinstance(value, str) else b"...")
+    if isinstance(value, list | dict | _Pairs):
+        text = repr(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+    return value
+
+
+# --- refusing what msgspec accepts, or chokes on -----------------------------------------
+
+
+def _nesting(raw: bytes) -> int:
+    """How deeply arrays/objects nest in ``raw`` (brackets inside strings do not count).
+
+    An upper bound that is exact whenever it exceeds :data:`MAX_NESTING`: counting brackets
+    (C speed) settles almost every record; only bracket-rich ones are scanned.
+    """
+    openers = raw.count(b"[") + raw.count(b"{")
+    if openers <= MAX_NESTING:
+        return openers
+    depth = deepest = 0
+    for char in _STRING.sub(b"", raw).translate(_BRACKETS, _NOT_BRACKETS):
+        if char == 40:  # "("
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        else:
+            depth -= 1
+    return deepest
+
+
+def _too_deep(depth: int) -> EventDecodeError:
+    return EventDecodeError(
+        f"field `$`: nesting deeper than {MAX_NESTING} levels, got {depth}", "$"
+    )
+
+
+def _bad_utf8(raw: bytes) -> EventDecodeError:
+    """Name the field whose string holds invalid UTF-8, and show that string's bytes."""
+    try:
+        raw.decode()
+    except UnicodeDecodeError as exc:
+        position = exc.start
+    else:  # pragma: no cover - only called after a UnicodeDecodeError
+        return EventDecodeError("malformed JSON: invalid UTF-8", "$")
+    field, literal, key = "$", raw[position : position + 40], "$"
+    for match in _STRING.finditer(raw):
+        is_key = _COLON.match(raw, match.end()) is not None
+        if match.end() <= position:
+            if is_key:
+                key = match.group()[1:-1].decode(errors="replace")
+            continue
+        if match.start() <= position:
+            literal = match.group()
+            field = literal[1:-1].decode(errors="replace") if is_key else key
+        break
+    return EventDecodeError(f"field `{field}`: invalid UTF-8, got {_short(literal)!r}", field)
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object as its key/value pairs, duplicates kept."""
+
+
+class _Duplicate(Exception):
+    """Raised from the JSON parser's hook at the first object with a repeated key."""
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    unique = dict(pairs)
+    if len(unique) != len(pairs):
+        raise _Duplicate
+    return unique
+
+
+def _keys_may_repeat(raw: bytes, batch: bool) -> bool:
+    """False only if ``raw`` (which decoded as events) cannot hold a duplicate key.
+
+    A key is a string followed by a colon, so ``"`` + ``:`` once whitespace is removed counts
+    every key (plus strings that merely start with a colon): at least as many as there are.
+    msgspec's dicts count the distinct keys of each event object. More keys than distinct ones
+    is necessary for a duplicate (or a nested object, which is then checked exactly).
+    """
+    keys = raw.translate(None, b" \t\r\n").count(b'":')
+    distinct = sum(map(len, _OBJECTS.decode(raw))) if batch else len(_OBJECT.decode(raw))
+    return keys > distinct
+
+
+def _duplicate(raw: bytes) -> EventDecodeError | None:
+    """The first duplicate key in ``raw`` (nested objects included), or None.
+
+    Exact, and slow next to msgspec: callers only ask when ``raw`` differs from the canonical
+    encoding of what it decoded to and :func:`_keys_may_repeat`. The stdlib parser checks each
+    object at C speed; only a record that has a duplicate is parsed again to name its path.
+    """
+    try:
+        json.loads(raw, object_pairs_hook=_unique)
+        return None
+    except _Duplicate:
+        return _first_duplicate(json.loads(raw, object_pairs_hook=_Pairs), "")
+    except ValueError as exc:  # e.g. an integer literal beyond Python's digit limit
+        return EventDecodeError(f"field `$`: cannot check for duplicate keys: {exc}", "$")
+
+
+def _first_duplicate(node: Any, path: str) -> EventDecodeError | None:
+    if isinstance(node, _Pairs):
+        seen: dict[str, Any] = {}
+        for key, value in node:
+            here = f"{path}.{key}" if path else key
+            if key in seen:
+                return EventDecodeError(
+                    f"field `{here}`: duplicate key, got {_short(seen[key])!r} and "
+                    f"{_short(value)!r}",
+                    here,
+                )
+            seen[key] = value
+        children: Any = ((f"{path}.{key}" if path else key, value) for key, value in node)
+    elif isinstance(node, list):
+        children = ((f"{path}[{index}]", value) for index, value in enumerate(node))
+    else:
+        return None
+    for here, value in children:
+        found = _first_duplicate(value, here)
+        if found is not None:
+            return found
+    return None
+
+
+def _out_of_range(value: datetime, field: str) -> EventDecodeError:
+    return EventDecodeError(
+        f"field `{field}`: expected a time in [{_iso(EARLIEST)}, {_iso(LATEST)}), "
+        f"got {_iso(value)!r}",
+        field,
+    )
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+class _Kind:
+    """What decoding needs to know about one input type, computed once."""
+
+    def __init__(self, kind: Any) -> None:
+        info = msgspec.inspect.type_info(kind)
+        self.one = msgspec.json.Decoder(kind)
+        self.many = msgspec.json.Decoder(list[kind])  # type: ignore[valid-type]
+        #: Deepest nesting a *valid* value can have; None when unbounded (``Any``, Raw,
+        #: recursion). When bounded, a successful typed decode proves the record is shallow.
+        self.depth = _type_depth(info, frozenset())
+        structs = info.types if isinstance(info, msgspec.inspect.UnionType) else (info,)
+        #: Per event class, its timestamp fields besides ``ts`` (checked on the slow path).
+        self.other_times = {
+            t.cls: tuple(f.name for f in t.fields if f.name != "ts" and _is_time(f.type))
+            for t in structs
+            if isinstance(t, msgspec.inspect.StructType)
+        }
+        self.only_ts = not any(self.other_times.values())
+
+    def event_time(self, event: Any) -> float:
+        """``event.ts`` in epoch seconds, once every timestamp field is checked for range."""
+        ts = _epoch(event.ts)
+        if ts is None:
+            raise _out_of_range(event.ts, "ts")
+        for name in self.other_times.get(type(event), ()):
+            value = getattr(event, name)
+            if value is not None and _epoch(value) is None:
+                raise _out_of_range(value, name)
+        return ts
+
+
+def _epoch(value: datetime) -> float | None:
+    """Epoch seconds of ``value``, or None outside [EARLIEST, LATEST) (years 0 and 10000 in
+    UTC, which datetime cannot even convert, included)."""
+    try:
+        seconds = value.timestamp()
+    except (OverflowError, ValueError, OSError):
+        return None
+    return seconds if _EARLIEST_S <= seconds < _LATEST_S else None
+
+
+def _is_time(t: Any) -> bool:
+    mi = msgspec.inspect
+    if isinstance(t, mi.UnionType):
+        return any(_is_time(item) for item in t.types)
+    if isinstance(t, mi.Metadata):
+        return _is_time(t.type)
+    return isinstance(t, mi.DateTimeType)
+
+
+def _type_depth(t: Any, seen: frozenset[type]) -> int | None:
+    mi = msgspec.inspect
+    if isinstance(t, mi.StructType | mi.DataclassType | mi.TypedDictType | mi.NamedTupleType):
+        if t.cls in seen:
+            return None
+        inner = [_type_depth(f.type, seen | {t.cls}) for f in t.fields]
+        return None if None in inner else 1 + max(inner, default=0)  # type: ignore[type-var]
+    if isinstance(t, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
+        inner_depth = _type_depth(t.item_type, seen)
+        return None if inner_depth is None else 1 + inner_depth
+    if isinstance(t, mi.TupleType):
+        inner = [_type_depth(item, seen) for item in t.item_types]
+        return None if None in inner else 1 + max(inner, default=0)  # type: ignore[type-var]
+    if isinstance(t, mi.DictType):
+        inner_depth = _type_depth(t.value_type, seen)
+        return None if inner_depth is None else 1 + inner_depth
+    if isinstance(t, mi.UnionType):
+        inner = [_type_depth(item, seen) for item in t.types]
+        return None if None in inner else max(inner, default=0)  # type: ignore[type-var]
+    if isinstance(t, mi.Metadata):
+        return _type_depth(t.type, seen)
+    if isinstance(t, mi.AnyType | mi.RawType | mi.CustomType | mi.ExtType):
+        return None
+    return 0
+
+
+_KINDS: dict[Any, _Kind] = {}
+
+
+def _kind(kind: Any) -> _Kind:
+    found = _KINDS.get(kind)
+    if found is None:
+        found = _KINDS[kind] = _Kind(kind)
+    return found
+
+
+def _refusal(raw: bytes, exc: Exception) -> EventDecodeError:
+    """Why msgspec refused ``raw`` (or choked on it), naming the field and the value."""
+    depth = _nesting(raw)
+    if depth > MAX_NESTING:
+        return _too_deep(depth)
+    if isinstance(exc, UnicodeDecodeError):
+        return _bad_utf8(raw)
+    if isinstance(exc, msgspec.DecodeError):
+        return _explain(exc, raw)
+    return EventDecodeError(f"undecodable: {type(exc).__name__}: {exc}", "$")
+
+
+def _decode_item(raw: bytes, kind: _Kind, max_event_bytes: int | None) -> tuple[Any, float]:
+    """One event, fully checked, and its time in epoch seconds; raises
+    :class:`EventDecodeError` and nothing else."""
+    if max_event_bytes is not None and len(raw) > max_event_bytes:
+        raise _oversize(len(raw), max_event_bytes)
+    try:
+        event = kind.one.decode(raw)
+    except Exception as exc:  # DecodeError, UnicodeDecodeError, RecursionError, ...
+        raise _refusal(raw, exc) from None
+    if kind.depth is None:
+        depth = _nesting(raw)
+        if depth > MAX_NESTING:
+            raise _too_deep(depth)
+    ts = kind.event_time(event)
+    if _encoder.encode(event) != raw and _keys_may_repeat(raw, batch=False):
+        error = _duplicate(raw)
+        if error is not None:
+            raise error
+    return event, ts
 
 
 def decode_event(raw: bytes, kind: type[E]) -> E:
     """Strictly decode one event of type ``kind``; raise :class:`EventDecodeError`."""
     try:
-        return msgspec.json.decode(raw, type=kind)
-    except msgspec.DecodeError as exc:
-        raise _explain(exc, raw) from None
+        return _decode_item(raw, _kind(kind), None)[0]  # type: ignore[no-any-return]
+    except EventDecodeError:
+        raise
+    except Exception as exc:  # whatever is left: still a refusal, never a crash
+        raise EventDecodeError(f"undecodable: {type(exc).__name__}: {exc}", "$") from None
+
+
+Rejected = tuple[bytes, EventDecodeError]
+
+
+class DecodedRecord:
+    """One log record decoded: its valid events in order with their times (epoch seconds),
+    each refused item with its own bytes and the reason, and (on demand) each valid event's
+    own bytes."""
+
+    __slots__ = ("_raws", "_record", "events", "rejected", "times")
+
+    def __init__(
+        self,
+        events: list[Any],
+        times: list[float],
+        rejected: list[Rejected],
+        record: bytes,
+        raws: list[bytes] | None,
+    ) -> None:
+        self.events = events
+        self.times = times
+        self.rejected = rejected
+        self._record = record
+        self._raws = raws
+
+    def raw_event(self, index: int) -> bytes:
+        """The bytes event ``index`` arrived as (a batch is split only when asked)."""
+        raws = self._raws
+        if raws is None:
+            if self._record[:1] != b"[":
+                return self._record
+            raws = self._raws = [bytes(item) for item in _RAW_ITEMS.decode(self._record)]
+        return raws[index]
+
+
+def decode_record(raw: bytes, kind: Any, max_event_bytes: int = 65536) -> DecodedRecord:
+    """Decode a record holding one event or a JSON array of events; never raises.
+
+    The fast path decodes the whole record at once and checks what msgspec does not (event
+    time range; duplicate keys, only when the bytes are not the canonical encoding). A batch
+    with a bad or oversize event is taken apart item by item; what cannot be taken apart (or
+    fails in any unforeseen way) is refused whole, with the record's bytes.
+    """
+    try:
+        if raw[:1] == b"[":
+            return _decode_batch(raw, _kind(kind), max_event_bytes)
+        event, ts = _decode_item(raw, _kind(kind), max_event_bytes)
+        return DecodedRecord([event], [ts], [], raw, None)
+    except EventDecodeError as exc:
+        return DecodedRecord([], [], [(raw, exc)], raw, [])
+    except Exception as exc:  # input must never stop a worker
+        error = EventDecodeError(f"undecodable record: {type(exc).__name__}: {exc}", "$")
+        return DecodedRecord([], [], [(raw, error)], raw, [])
 
 
 def decode_batch(
     raw: bytes, kind: type[E], max_event_bytes: int = 65536
-) -> tuple[list[E], list[tuple[bytes, EventDecodeError]]]:
-    """Decode a record holding one event or a JSON array of events.
+) -> tuple[list[E], list[Rejected]]:
+    """The valid events of a record and, for each bad one, its raw bytes and the error."""
+    decoded = decode_record(raw, kind, max_event_bytes)
+    return decoded.events, decoded.rejected
 
-    Returns the valid events in order and, for each bad one, its raw bytes and the error.
-    The fast path decodes the whole batch at once; only a batch with a bad or oversize
-    event is taken apart item by item.
-    """
-    if raw[:1] != b"[":
+
+def _decode_batch(raw: bytes, kind: _Kind, max_event_bytes: int) -> DecodedRecord:
+    try:
+        events: list[Any] | None = kind.many.decode(raw)
+    except Exception:  # taken apart below, where each item gets its own reason
+        events = None
+    if events is not None and kind.depth is None and _nesting(raw) > MAX_NESTING:
+        events = None
+    if events is not None:
+        if not events:
+            raise EventDecodeError("field `$`: empty batch, expected at least one event", "$")
+        # Every event is valid to msgspec; only what it cannot see remains to check.
+        items: list[bytes] | None = None
+        suspect = False
         if len(raw) > max_event_bytes:
-            return [], [(raw, _oversize(len(raw), max_event_bytes))]
+            items = [bytes(item) for item in _RAW_ITEMS.decode(raw)]
+            suspect = any(len(item) > max_event_bytes for item in items)
+        times: list[float] = []
+        if not suspect:
+            try:
+                times = [event.ts.timestamp() for event in events]
+            except (OverflowError, ValueError, OSError):  # a UTC year 0 or 10000
+                suspect = True
+            else:
+                suspect = min(times) < _EARLIEST_S or max(times) >= _LATEST_S
+                if not suspect and not kind.only_ts:
+                    try:
+                        for event in events:
+                            kind.event_time(event)
+                    except EventDecodeError:
+                        suspect = True
+        if not suspect and _encoder.encode(events) != raw and _keys_may_repeat(raw, batch=True):
+            suspect = _duplicate(raw) is not None
+        if not suspect:
+            return DecodedRecord(events, times, [], raw, items)
+        if items is None:
+            items = [bytes(item) for item in _RAW_ITEMS.decode(raw)]
+    elif (depth := _nesting(raw)) > MAX_NESTING:
+        # Neither msgspec nor any other parser can take it apart without recursing into it.
+        raise _too_deep(depth)
+    else:
         try:
-            return [msgspec.json.decode(raw, type=kind)], []
-        except msgspec.DecodeError as exc:
-            return [], [(raw, _explain(exc, raw))]
-    items: list[msgspec.Raw] | None = None
-    if len(raw) > max_event_bytes:
-        try:
-            items = msgspec.json.decode(raw, type=list[msgspec.Raw])
-        except msgspec.DecodeError as exc:
-            return [], [(raw, _explain(exc, raw))]
-    if items is None or all(len(item) <= max_event_bytes for item in items):
-        try:
-            return msgspec.json.decode(raw, type=list[kind]), []  # type: ignore[valid-type]
-        except msgspec.DecodeError:
-            pass
-    if items is None:
-        try:
-            items = msgspec.json.decode(raw, type=list[msgspec.Raw])
-        except msgspec.DecodeError as exc:
-            return [], [(raw, _explain(exc, raw))]
-    good: list[E] = []
-    bad: list[tuple[bytes, EventDecodeError]] = []
+            items = [bytes(item) for item in _RAW_ITEMS.decode(raw)]
+        except Exception as exc:  # no trustworthy item boundaries: refuse the record whole
+            raise _refusal(raw, exc) from None
+    good: list[Any] = []
+    good_times: list[float] = []
+    raws: list[bytes] = []
+    bad: list[Rejected] = []
     for item in items:
-        item_bytes = bytes(item)
-        if len(item_bytes) > max_event_bytes:
-            bad.append((item_bytes, _oversize(len(item_bytes), max_event_bytes)))
-            continue
         try:
-            good.append(msgspec.json.decode(item_bytes, type=kind))
-        except msgspec.DecodeError as exc:
-            bad.append((item_bytes, _explain(exc, item_bytes)))
-    return good, bad
+            event, ts = _decode_item(item, kind, max_event_bytes)
+        except EventDecodeError as exc:
+            bad.append((item, exc))
+            continue
+        good.append(event)
+        good_times.append(ts)
+        raws.append(item)
+    return DecodedRecord(good, good_times, bad, raw, raws)
 
 
 def _oversize(size: int, limit: int) -> EventDecodeError:

@@ -136,12 +136,13 @@ class KeyedOperator:
     def on_timer(self, key: str, when: float, ctx: Context) -> None:
         """Called when the watermark passes a timer set for ``key``."""
 
-    def on_late(self, event: Any, raw_offset: int, ts: float, ctx: Context) -> None:
-        """An event behind the watermark: counted, and kept visible in the dead letters."""
+    def on_late(self, event: Any, raw: bytes, offset: int, ts: float, ctx: Context) -> None:
+        """An event behind the watermark: counted, and kept visible in the dead letters with
+        the bytes it arrived as (``raw``; ``offset`` is its record's)."""
         ctx.dead_letter(
             self.input_topic,
-            raw_offset,
-            encode(event),
+            offset,
+            raw,
             f"late: event time {utc(ts).isoformat()} is behind the watermark "
             f"{utc(ctx.watermark).isoformat()}",
             "ts",

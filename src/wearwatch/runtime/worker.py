@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ from wearwatch.bus.base import (
     TopicPartition,
 )
 from wearwatch.columnar import decode_columns, is_columnar
-from wearwatch.events import decode_batch, encode
+from wearwatch.events import LATEST, Rejected, decode_record, utc
 from wearwatch.runtime.checkpoint import (
     CheckpointStore,
     checkpoint_store_for,
@@ -71,6 +72,10 @@ class OutageError(LogError):
     """The broker stayed unreachable, or the input topic stayed gone, for ``max_outage_s``."""
 
 
+_NEVER = float("inf")
+_LATEST_S = LATEST.timestamp()
+
+
 @dataclass(frozen=True)
 class WorkerOptions:
     watermark_delay_s: float = 5.0
@@ -83,6 +88,9 @@ class WorkerOptions:
     max_event_bytes: int = 65536
     #: Rows a columnar (Arrow) record may hold; a larger record is dead-lettered whole.
     max_batch_rows: int = 1_000_000
+    #: An event whose time is further than this ahead of its record's log append time is
+    #: dead-lettered as ``future`` (see :meth:`Worker._process_record`).
+    max_future_s: float = 86400.0
     exit_when_idle: bool = False
     #: Embedded log: how long a member's partitions stay its own without a renewal.
     lease_s: float = 10.0
@@ -105,6 +113,7 @@ class WorkerOptions:
             "max_event_bytes": s.max_event_bytes,
             "lease_s": s.lease_s,
             "max_outage_s": s.max_outage_s,
+            "max_future_s": s.max_future_s,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
@@ -215,49 +224,108 @@ class Worker:
     # -- processing --------------------------------------------------------------------------
 
     def _process_record(self, record: Record) -> None:
+        """Decode a record and run its events; nothing in the input can make this raise.
+
+        Every input item ends in exactly one of the counters ``processed``, ``invalid``
+        (refused by decoding), ``future``, ``late`` or ``failed`` (the operator raised), so
+        ``in`` is their sum; ``dead_lettered`` counts every dead letter written, whatever
+        the reason.
+
+        The event-time guard: an event more than ``max_future_s`` ahead of its record's log
+        append time is dead-lettered as ``future`` before it can move the watermark (one such
+        event would otherwise make every later event of the partition late). The append time
+        is stored in the log, so a replay decides the same; replays of old history and twins
+        in accelerated virtual time stay behind it. A record without a usable append time (0,
+        or beyond the years event times may have) is not judged.
+
+        A columnar (Arrow) record takes :meth:`_process_columnar`; the same rows sent as JSON
+        give the same outputs and counters.
+        """
         partition = record.partition
         state = self.states[partition]
         ctx = self.contexts[partition]
         ctx.begin_record(f"{self.group}/{record.topic}/{partition}/{record.offset}")
+        appended_s = record.timestamp_ms / 1000.0
+        if not 0.0 < appended_s < _LATEST_S:
+            # No usable log time (none, or a producer-set one datetime cannot even hold).
+            appended_s = 0.0
         if is_columnar(record.value):
-            self._process_columnar(record, state, ctx)
+            self._process_columnar(record, state, ctx, appended_s)
         else:
-            events, bad = decode_batch(
+            decoded = decode_record(
                 record.value, self.operator.input_type, self.options.max_event_bytes
             )
-            state.counters["in"] += len(events) + len(bad)
-            for raw, error in bad:
-                ctx.dead_letter(
-                    record.topic,
-                    record.offset,
-                    raw,
-                    str(error),
-                    error.field,
-                    record.timestamp_ms / 1000.0,
-                )
-            self._process_events(record, events, state, ctx)
+            self._refuse(record, state, ctx, decoded.rejected, appended_s)
+            self._process_events(
+                record, decoded.events, decoded.times, decoded.raw_event, state, ctx, appended_s
+            )
         if record.offset > state.position:
             # Retention deleted records this group had not read yet: visible, not silent.
             state.counters["skipped_by_retention"] += record.offset - state.position
         state.position = record.offset + 1
         self.dirty.add(partition)
 
-    def _process_events(
-        self, record: Record, events: list[Any], state: PartitionState, ctx: Context
+    def _refuse(
+        self,
+        record: Record,
+        state: PartitionState,
+        ctx: Context,
+        rejected: list[Rejected],
+        appended_s: float,
     ) -> None:
-        """The per-event loop: advance the watermark and fire due timers before each event."""
+        """Items decoding refused: counted ``in`` and ``invalid``, each a dead letter."""
+        if not rejected:
+            return
+        state.counters["in"] += len(rejected)
+        state.counters["invalid"] += len(rejected)
+        for raw, error in rejected:
+            ctx.dead_letter(record.topic, record.offset, raw, str(error), error.field, appended_s)
+
+    def _future(
+        self, record: Record, ctx: Context, raw: bytes, ts: datetime, appended_s: float
+    ) -> None:
+        ctx.dead_letter(
+            record.topic,
+            record.offset,
+            raw,
+            f"future: event time {ts.isoformat()} is more than "
+            f"{self.options.max_future_s:g} s ahead of the record's log time "
+            f"{utc(appended_s).isoformat()}",
+            "ts",
+            appended_s,
+        )
+
+    def _process_events(
+        self,
+        record: Record,
+        events: list[Any],
+        times: list[float],
+        raw_event: Callable[[int], bytes],
+        state: PartitionState,
+        ctx: Context,
+        appended_s: float,
+    ) -> None:
+        """The per-event loop: the watermark advances, and due timers fire, before each event
+        (``times``: the events' epoch seconds; ``raw_event(i)``: event i's bytes as sent)."""
         op = self.operator
         counters = state.counters
+        counters["in"] += len(events)
+        horizon = appended_s + self.options.max_future_s if appended_s else _NEVER
         delay = self.options.watermark_delay_s
         timers = state.timers
         process = op.process
         key_of = op.key
-        for event in events:
-            ts = event.ts.timestamp()
+        late = future = failed = 0
+        for index, event in enumerate(events):
+            ts = times[index]
+            if ts > horizon:
+                future += 1
+                self._future(record, ctx, raw_event(index), event.ts, appended_s)
+                continue
             try:
                 if ts < state.watermark:
-                    counters["late"] += 1
-                    op.on_late(event, record.offset, ts, ctx)
+                    op.on_late(event, raw_event(index), record.offset, ts, ctx)
+                    late += 1
                     continue
                 candidate = ts - delay
                 if candidate > state.watermark:
@@ -267,15 +335,27 @@ class Worker:
                         self._fire_timers(state, ctx)
                 process(event, key_of(event), ts, ctx)
             except Exception as exc:  # a valid event the operator cannot handle
-                counters["failed"] += 1
+                failed += 1
                 ctx.dead_letter(
                     record.topic,
                     record.offset,
-                    encode(event),
+                    raw_event(index),
                     f"processing failed: {type(exc).__name__}: {exc}",
                     "",
                     ts,
                 )
+        self._count(counters, len(events) - late - future - failed, late, future, failed)
+
+    @staticmethod
+    def _count(counters: Counter[str], processed: int, late: int, future: int, failed: int) -> None:
+        if processed:
+            counters["processed"] += processed
+        if late:
+            counters["late"] += late
+        if future:
+            counters["future"] += future
+        if failed:
+            counters["failed"] += failed
 
     def _fire_timers(self, state: PartitionState, ctx: Context) -> None:
         """Fire the timers the watermark has passed, in (time, key) order."""
@@ -288,37 +368,57 @@ class Worker:
                 self.operator.on_timer(key, when, ctx)
             due = timers.next_due()
 
-    def _process_columnar(self, record: Record, state: PartitionState, ctx: Context) -> None:
-        """An Arrow record: validated as a whole, each bad row dead-lettered on its own; then
-        the rows go to the operator's ``process_columns`` in one call when it has one, else
-        through the per-event loop (same outputs and counters as the rows sent as JSON)."""
+    def _process_columnar(
+        self, record: Record, state: PartitionState, ctx: Context, appended_s: float
+    ) -> None:
+        """An Arrow record: validated as a whole, each bad row dead-lettered on its own (a
+        record that is bad as a whole is one dead letter). An operator with
+        ``process_columns(cols, watermarks, ctx)`` then gets every remaining row in one call,
+        ``watermarks[i]`` being the watermark the per-event loop would show while row i is
+        processed (row i is late exactly when its time is below it: the operator handles it
+        as ``on_late`` would), and due timers fire after the batch; any other operator gets
+        the rows one by one through the per-event loop. Outputs and counters are those of the
+        same rows sent as JSON."""
         op = self.operator
         counters = state.counters
         cols, bad = decode_columns(record.value, op.input_type, self.options.max_batch_rows)
-        counters["in"] += len(cols) + len(bad)
-        for _, raw, error in bad:
-            ctx.dead_letter(
-                record.topic, record.offset, raw, str(error), error.field, record.timestamp_ms / 1e3
-            )
+        self._refuse(record, state, ctx, [(raw, error) for _, raw, error in bad], appended_s)
         if not len(cols):
             return
         process_columns = getattr(op, "process_columns", None)
         if process_columns is None:
-            self._process_events(record, cols.events(), state, ctx)
+            times = (cols.ts_us / 1e6).tolist()
+            self._process_events(
+                record, cols.events(), times, cols.row_bytes, state, ctx, appended_s
+            )
             return
+        counters["in"] += len(cols)
+        future = 0
+        if appended_s:
+            ahead = cols.ts_us / 1e6 > appended_s + self.options.max_future_s
+            future = int(np.count_nonzero(ahead))
+            for i in np.flatnonzero(ahead).tolist():
+                ts = utc(cols.ts_us[i] / 1e6)
+                self._future(record, ctx, cols.row_bytes(i), ts, appended_s)
+            if future:
+                cols = cols.take(~ahead)
+                if not len(cols):
+                    self._count(counters, 0, 0, future, 0)
+                    return
         watermarks = row_watermarks(cols.ts_us, state.watermark, self.options.watermark_delay_s)
         late = int(np.count_nonzero(cols.ts_us / 1e6 < watermarks))
-        if late:
-            counters["late"] += late
+        failed = 0
         try:
             process_columns(cols, watermarks, ctx)
         except Exception as exc:  # no single row to blame: every row of the call failed
-            counters["failed"] += len(cols)
+            failed = len(cols)
+            late = 0
             reason = f"processing failed: {type(exc).__name__}: {exc}"
             for i in range(len(cols)):
                 ts = cols.ts_us[i] / 1e6
                 ctx.dead_letter(record.topic, record.offset, cols.row_bytes(i), reason, "", ts)
-        state.watermark = float(watermarks[-1])
+        self._count(counters, len(cols) - late - failed, late, future, failed)
+        state.watermark = max(state.watermark, float(watermarks[-1]))
         self._fire_timers(state, ctx)
 
     def checkpoint(self) -> None:

@@ -69,7 +69,7 @@ class MillOperator(KeyedOperator):
             counters[target] = pipeline.counters[source]
 
     def on_late(
-        self, event: PassRequest | PassActual, raw_offset: int, ts: float, ctx: Context
+        self, event: PassRequest | PassActual, raw: bytes, offset: int, ts: float, ctx: Context
     ) -> None:
         """The join has its own TTL: a late half still reaches it and is counted there
         (as a late orphan), instead of going to the dead letters."""

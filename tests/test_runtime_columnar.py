@@ -21,7 +21,7 @@ from wearwatch.columnar import Columns
 from wearwatch.events import DeadLetter, Reading, encode
 from wearwatch.pipelines.reading_totals import READINGS_TOPIC, TOTALS_TOPIC, ReadingTotalsOperator
 from wearwatch.runtime.operator import DEAD_LETTER_TOPIC, Context, KeyedOperator
-from wearwatch.runtime.worker import Worker, WorkerOptions
+from wearwatch.runtime.worker import NO_WATERMARK_US, Worker, WorkerOptions
 from wearwatch.twin.synthetic import synthetic_readings
 
 PARTITIONS = 3
@@ -215,12 +215,12 @@ class Probe(KeyedOperator):
 
 
 class ColumnarProbe(Probe):
-    def process_columns(self, cols: Columns, watermarks: np.ndarray, ctx: Context) -> None:
+    def process_columns(self, cols: Columns, watermarks_us: np.ndarray, ctx: Context) -> None:
         keys = cols.fields["machine_id"].tolist()
-        for ts_us, watermark, key in zip(
-            cols.ts_us.tolist(), watermarks.tolist(), keys, strict=True
-        ):
+        marks = watermarks_us.tolist()
+        for ts_us, wm_us, key in zip(cols.ts_us.tolist(), marks, keys, strict=True):
             ts = ts_us / 1e6
+            watermark = -math.inf if wm_us == NO_WATERMARK_US else wm_us / 1e6
             late = ts < watermark
             self.seen.append((ts, watermark, "late" if late else "on time"))
             if not late:

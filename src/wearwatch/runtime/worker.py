@@ -55,17 +55,35 @@ from wearwatch.runtime.operator import (
 logger = logging.getLogger(__name__)
 
 
-def row_watermarks(ts_us: np.ndarray, watermark: float, delay_s: float) -> np.ndarray:
-    """The partition watermark as the per-event loop shows it while each row of a batch is
-    processed: the largest of the starting watermark and ``ts - delay`` of every row so far,
-    that row's own included (the loop advances it before processing an event). A row is late
-    exactly when its time is below its entry: a late row cannot move the watermark.
+#: The µs watermark of a partition that has none yet (-inf seconds).
+NO_WATERMARK_US = -(2**63)
 
-    >>> row_watermarks(np.array([10_000_000, 12_000_000, 9_000_000]), 5.0, 1.0).tolist()
+
+def row_watermarks(ts_us: np.ndarray, watermark: float, delay_us: int) -> np.ndarray:
+    """The partition watermark as the per-event loop shows it while each row of a batch is
+    processed (epoch seconds): the largest of the starting watermark and ``ts - delay`` of
+    every row so far, that row's own included (the loop advances it before processing an
+    event). A row is late exactly when its time is below its entry: a late row cannot move
+    the watermark.
+
+    >>> row_watermarks(np.array([10_000_000, 12_000_000, 9_000_000]), 5.0, 1_000_000).tolist()
     [9.0, 11.0, 11.0]
     """
-    # µs → s divides exactly as datetime.timestamp() does: both paths see the same floats.
-    return np.maximum.accumulate(np.maximum(ts_us / 1e6 - delay_s, watermark))
+    # Whole µs divided once, exactly as the per-event loop computes each candidate.
+    return np.maximum.accumulate(np.maximum((ts_us - delay_us) / 1e6, watermark))
+
+
+def watermarks_us(watermarks: np.ndarray) -> np.ndarray:
+    """Watermarks in whole µs (int64), as operators read ``round(ctx.watermark * 1e6)``;
+    -inf (no watermark yet) becomes :data:`NO_WATERMARK_US`.
+
+    >>> watermarks_us(np.array([-np.inf, 1.5])).tolist()
+    [-9223372036854775808, 1500000]
+    """
+    finite = np.isfinite(watermarks)
+    out = np.full(len(watermarks), NO_WATERMARK_US, dtype=np.int64)
+    out[finite] = np.round(watermarks[finite] * 1e6).astype(np.int64)
+    return out
 
 
 class OutageError(LogError):
@@ -244,7 +262,7 @@ class Worker:
         partition = record.partition
         state = self.states[partition]
         ctx = self.contexts[partition]
-        ctx.begin_record(f"{self.group}/{record.topic}/{partition}/{record.offset}")
+        ctx.begin_record(f"{self.group}/{record.topic}/{partition}/{record.offset}", record.offset)
         appended_s = record.timestamp_ms / 1000.0
         if not 0.0 < appended_s < _LATEST_S:
             # No usable log time (none, or a producer-set one datetime cannot even hold).
@@ -311,10 +329,15 @@ class Worker:
         counters = state.counters
         counters["in"] += len(events)
         horizon = appended_s + self.options.max_future_s if appended_s else _NEVER
-        delay = self.options.watermark_delay_s
+        # Watermarks are whole microseconds (event times are), so window arithmetic on
+        # integers and timers on floats agree exactly.
+        delay_us = round(self.options.watermark_delay_s * 1e6)
         timers = state.timers
         process = op.process
         key_of = op.key
+        own_lateness = op.decides_lateness
+        advance = op.watermark_candidate
+        late_before = counters["late"]
         late = future = failed = 0
         for index, event in enumerate(events):
             ts = times[index]
@@ -323,11 +346,14 @@ class Worker:
                 self._future(record, ctx, raw_event(index), event.ts, appended_s)
                 continue
             try:
-                if ts < state.watermark:
+                if ts < state.watermark and not own_lateness:
                     op.on_late(event, raw_event(index), record.offset, ts, ctx)
                     late += 1
                     continue
-                candidate = ts - delay
+                if advance is None:
+                    candidate = (round(ts * 1e6) - delay_us) / 1e6
+                else:
+                    candidate = advance(event, ts, delay_us, state)
                 if candidate > state.watermark:
                     state.watermark = candidate
                     due = timers.next_due()
@@ -344,7 +370,10 @@ class Worker:
                     "",
                     ts,
                 )
-        self._count(counters, len(events) - late - future - failed, late, future, failed)
+        # An operator that decides lateness itself (windows, by their grace) counts it.
+        late_by_operator = counters["late"] - late_before
+        processed = len(events) - late - late_by_operator - future - failed
+        self._count(counters, processed, late, future, failed)
 
     @staticmethod
     def _count(counters: Counter[str], processed: int, late: int, future: int, failed: int) -> None:
@@ -386,7 +415,7 @@ class Worker:
         if not len(cols):
             return
         process_columns = getattr(op, "process_columns", None)
-        if process_columns is None:
+        if process_columns is None or op.watermark_candidate is not None:
             times = (cols.ts_us / 1e6).tolist()
             self._process_events(
                 record, cols.events(), times, cols.row_bytes, state, ctx, appended_s
@@ -405,11 +434,13 @@ class Worker:
                 if not len(cols):
                     self._count(counters, 0, 0, future, 0)
                     return
-        watermarks = row_watermarks(cols.ts_us, state.watermark, self.options.watermark_delay_s)
-        late = int(np.count_nonzero(cols.ts_us / 1e6 < watermarks))
+        delay_us = round(self.options.watermark_delay_s * 1e6)
+        watermarks = row_watermarks(cols.ts_us, state.watermark, delay_us)
+        late_before = counters["late"]
+        late = 0 if op.decides_lateness else int(np.count_nonzero(cols.ts_us / 1e6 < watermarks))
         failed = 0
         try:
-            process_columns(cols, watermarks, ctx)
+            process_columns(cols, watermarks_us(watermarks), ctx)
         except Exception as exc:  # no single row to blame: every row of the call failed
             failed = len(cols)
             late = 0
@@ -417,7 +448,9 @@ class Worker:
             for i in range(len(cols)):
                 ts = cols.ts_us[i] / 1e6
                 ctx.dead_letter(record.topic, record.offset, cols.row_bytes(i), reason, "", ts)
-        self._count(counters, len(cols) - late - failed, late, future, failed)
+        late_by_operator = 0 if failed else counters["late"] - late_before
+        processed = len(cols) - late - late_by_operator - failed
+        self._count(counters, processed, late, future, failed)
         state.watermark = max(state.watermark, float(watermarks[-1]))
         self._fire_timers(state, ctx)
 

@@ -142,6 +142,22 @@ def _layout(cls: type) -> _Layout:
     return _Layout(cls, info.tag, tuple(fields))
 
 
+def column_kinds(event_type: Any) -> dict[str, str] | None:
+    """What each field of ``event_type`` is as a column ("time", "str", "float", "int",
+    "bool"), or None when the type cannot travel as columns.
+
+    >>> from wearwatch.events import PassActual, Reading
+    >>> column_kinds(Reading)
+    {'ts': 'time', 'machine_id': 'str', 'sensor': 'str', 'value': 'float', 'unit': 'str'}
+    >>> column_kinds(Reading | PassActual) is None
+    True
+    """
+    try:
+        return {f.name: f.kind for f in _layout(event_type).fields}
+    except (ValueError, TypeError):
+        return None
+
+
 @cache
 def _accepted(event_type: Any) -> dict[str, type]:
     """Tag → event class, for an event class or a union of them."""

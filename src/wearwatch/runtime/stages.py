@@ -39,8 +39,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 import msgspec
+import numpy as np
 
 from wearwatch.bus.base import partition_for
+from wearwatch.columnar import Columns, column_kinds
 from wearwatch.events import Event, WindowResult, encode
 from wearwatch.runtime.aggregate import AGGREGATIONS
 from wearwatch.runtime.operator import Context, KeyedOperator
@@ -166,11 +168,13 @@ class FlatMapNode(Node):
 
 
 class KeyNode(Node):
-    """A key change that needs no repartition (the stream is partitioned by it already)."""
+    """A key change that needs no repartition (the stream is partitioned by it already).
+    ``attr``: the attribute the key is, when it is one (a columnar batch reads its column)."""
 
-    def __init__(self, fn: Callable[[Any], Any]) -> None:
+    def __init__(self, fn: Callable[[Any], Any], attr: str | None = None) -> None:
         super().__init__()
         self.fn = fn
+        self.attr = attr
 
     def push(self, item: Item, ctx: Context) -> None:
         self.forward(Item(str(self.fn(item.value)), item.value, item.ts_us, item.wm_us), ctx)
@@ -311,6 +315,39 @@ class WindowNode(Node):
         after = windows.next_close(self.defs)
         if after is not None and after != before:
             ctx.state.timers.set(f"{self.step_id}{SEP}{item.key}", after / 1e6)
+
+    def push_columns(
+        self,
+        cols: Columns,
+        keys: tuple[np.ndarray, np.ndarray],
+        wm_us: np.ndarray,
+        ctx: Context,
+    ) -> None:
+        """:meth:`push` for every row of a columnar batch at once (the stage checked that
+        the value and series are columns: see ``StageOperator.process_columns``)."""
+        n = len(cols)
+        if self.series_name is None:
+            series = (np.zeros(n, dtype=np.int32), np.array(["value"], dtype=object))
+        else:
+            series = cols.codes[self.series_name]
+        store = self._store(ctx)
+        late, touched = self.assigner.add_columns(
+            store,
+            keys,
+            series,
+            cols.ts_us,
+            cols.fields[self.value_name],  # type: ignore[index]
+            wm_us,
+        )
+        for row, windows in late:
+            key = str(keys[1][keys[0][row]])
+            raw = cols.row_bytes(row)
+            self.late(Item(key, None, int(cols.ts_us[row]), int(wm_us[row]), raw), windows, ctx)
+        timers = ctx.state.timers
+        for key in touched:
+            after = store[key].next_close(self.defs)
+            if after is not None:
+                timers.set(f"{self.step_id}{SEP}{key}", after / 1e6)
 
     def late(self, item: Item, late: list[tuple[int, int, int]], ctx: Context) -> None:
         ctx.state.counters["late"] += 1
@@ -464,6 +501,7 @@ class StageOperator(KeyedOperator):
         source_key: Callable[[Any], Any] | None = None,
         payload_type: Any = None,
         input_partitions: int = 1,
+        key_name: str | None = None,
     ) -> None:
         self.name = name  # type: ignore[misc]
         self.input_topic = input_topic  # type: ignore[misc]
@@ -482,6 +520,45 @@ class StageOperator(KeyedOperator):
         if self.repartitioned:
             self.watermark_candidate = self._upstream_watermark  # type: ignore[misc]
             self._decoder = msgspec.json.Decoder(payload_type)
+        #: A stage that starts with windows over columns of its input takes columnar
+        #: records whole (the worker calls it instead of :meth:`process` per row).
+        self._columnar = self._columnar_plan(key_name)
+        if self._columnar is None:
+            self.process_columns = None  # type: ignore[assignment]
+
+    def _columnar_plan(self, key_name: str | None) -> tuple[str | None, WindowNode] | None:
+        """(key column, window step) when the stage is [key_by(column)] → window(value and
+        series columns) on a columnar input type, with no repartition after it."""
+        kinds = column_kinds(self.input_type)
+        if kinds is None or self.repartitioned or len(self.roots) != 1 or self.tickers:
+            return None
+        node = self.roots[0]
+        if isinstance(node, KeyNode):
+            if node.attr is None or len(node.children) != 1:
+                return None
+            key_name, node = node.attr, node.children[0]
+        if not isinstance(node, WindowNode):
+            return None
+        if self.source_key is not None and key_name is None:
+            return None
+        columns_fit = (
+            (key_name is None or kinds.get(key_name) == "str")
+            and kinds.get(node.value_name or "") in ("float", "int")
+            and (node.series_name is None or kinds.get(node.series_name) == "str")
+            and all(d.kind != "session" for d in node.defs)
+        )
+        return (key_name, node) if columns_fit else None
+
+    def process_columns(self, cols: Columns, watermarks_us: np.ndarray, ctx: Context) -> None:
+        """Every row of a columnar batch through the stage's windows at once;
+        ``watermarks_us[i]`` is the watermark row ``i`` is observed under."""
+        assert self._columnar is not None
+        key_name, window = self._columnar
+        if key_name is None:
+            keys = (np.zeros(len(cols), dtype=np.int32), np.array([""], dtype=object))
+        else:
+            keys = cols.codes[key_name]
+        window.push_columns(cols, keys, watermarks_us, ctx)
 
     def key(self, event: Any) -> str:
         return ""

@@ -330,14 +330,15 @@ def _json_verdict(row: dict[str, Any]) -> EventDecodeError | None:
     if us is not None and not EARLIEST_US <= us < LATEST_US:
         return EventDecodeError("out of range", "ts")
     if value is not None and math.isnan(value):
-        return EventDecodeError("NaN has no JSON spelling", "value")
+        value = "NaN"
     parts = [
         '"type":"reading"',
         '"ts":' + ("null" if us is None else json.dumps(_iso(us))),
         '"machine_id":' + json.dumps(row["machine_id"]),
         '"sensor":' + json.dumps(row["sensor"]),
-        # ±inf as 1e999, which JSON parsers read as infinity
-        '"value":' + ("null" if value is None else repr(value).replace("inf", "1e999")),
+        # ±inf as 1e999, which JSON parsers read as infinity; NaN has no JSON spelling: a
+        # string is refused at the same field
+        '"value":' + ("null" if value is None else json.dumps(value).replace("Infinity", "1e999")),
         '"unit":' + json.dumps(row["unit"]),
     ]
     try:

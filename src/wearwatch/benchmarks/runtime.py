@@ -142,7 +142,7 @@ def run_windowed_benchmark(
     readings: int = 3_000_000,
     repeats: int = 3,
     rows_per_record: int = 50_000,
-    rate_hz: float = 10.0,
+    rate_hz: float = 100.0,
 ) -> dict[str, Any]:
     """Medians over ``repeats`` runs; each run measures the log limit and the flow in turn."""
     records = fleet_records(readings, rows_per_record, rate_hz)
@@ -181,6 +181,7 @@ def run_runtime_benchmark(
     batch: int = 400,
     readings: int = 3_000_000,
     rows_per_record: int = 50_000,
+    sensor_hz: float = 100.0,
 ) -> dict[str, Any]:
     """Medians over ``repeats`` runs of each measurement."""
     appends, reads, e2e = [], [], []
@@ -194,7 +195,7 @@ def run_runtime_benchmark(
             e2e.append(_end_to_end(workdir, events, batch, run))
     append_median = statistics.median(appends)
     e2e_median = statistics.median(e2e)
-    windowed = run_windowed_benchmark(readings, repeats, rows_per_record)
+    windowed = run_windowed_benchmark(readings, repeats, rows_per_record, sensor_hz)
     return {
         "sqlite_append_rows_per_s": round(append_median),
         "log_read_rows_per_s": round(statistics.median(reads)),

@@ -28,6 +28,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,10 +130,11 @@ class SeriesStats:
         """The statistics of group ``i`` of a :func:`group_partials` result."""
         return cls.of_state(partial.state(i))
 
-    def result(self) -> dict[str, Any]:
+    def result(self, aggregations: Sequence[str] = AGGREGATIONS) -> dict[str, Any]:
+        """The aggregates asked for (all of :data:`AGGREGATIONS` by default), in that order."""
         n, v_mean, v_var, _, t_var, cov, vmin, vmax, _, latest_v = self.state()
         count = int(n)
-        return {
+        values = {
             "count": count,
             "sum": v_mean * count,
             "mean": v_mean,
@@ -142,6 +144,9 @@ class SeriesStats:
             "slope": cov / t_var if count > 1 and t_var > 0 else 0.0,
             "latest": latest_v,
         }
+        if aggregations is AGGREGATIONS:
+            return values
+        return {name: values[name] for name in aggregations}
 
     def state(self) -> State:
         if self._state is not None:

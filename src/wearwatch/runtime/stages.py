@@ -371,12 +371,13 @@ class WindowNode(Node):
             return
         wm = watermark_us(ctx)
         for closed in self.assigner.close(windows, wm):
+            end = from_us(closed.end)
             result = WindowResult(
-                ts=from_us(closed.end),
+                ts=end,
                 key=key,
                 kind=self.defs[closed.index].name,
                 start=from_us(closed.start),
-                end=from_us(closed.end),
+                end=end,
                 series=results(closed.series, self.aggregations),
             )
             self.forward(Item(key, result, closed.end, wm), ctx)

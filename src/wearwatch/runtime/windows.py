@@ -34,6 +34,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -91,7 +92,7 @@ class WindowDef:
     step_us: int
     grace_us: int | None = None
 
-    @property
+    @cached_property
     def name(self) -> str:
         """What ``WindowResult.kind`` says, e.g. ``tumbling(5s)``, ``hopping(30s,5s)``."""
         size = f"{self.size_us / 1e6:g}s"
@@ -479,7 +480,7 @@ def _dense_ids(*columns: tuple[np.ndarray, int]) -> tuple[np.ndarray, int]:
         ids = np.zeros(length, dtype=np.int64)
         for values, size in columns:
             ids = ids * size + values
-        if span <= 4 * length + (1 << 20):
+        if span <= 4 * length + 4096:
             present = np.zeros(span, dtype=bool)
             present[ids] = True
             dense = np.cumsum(present) - 1
@@ -508,11 +509,7 @@ def results(
     series: dict[str, SeriesStats], aggregations: Sequence[str]
 ) -> dict[str, dict[str, float]]:
     """Per series (sorted by name), the requested aggregates."""
-    out = {}
-    for name in sorted(series):
-        full = series[name].result()
-        out[name] = {agg: full[agg] for agg in aggregations}
-    return out
+    return {name: series[name].result(aggregations) for name in sorted(series)}
 
 
 def check_aggregations(aggregations: Sequence[str]) -> tuple[str, ...]:

@@ -1,6 +1,6 @@
 """The worker's columnar path: the same readings sent as JSON records and as Arrow records give
-the same outputs, counters and dead letters; ``process_columns`` sees, for every row, the
-watermark the per-event loop would have had before it."""
+the same outputs, counters and dead letters; ``process_columns`` sees every row under the
+watermark the per-event loop shows while processing it."""
 
 from __future__ import annotations
 
@@ -227,7 +227,7 @@ class ColumnarProbe(Probe):
                 ctx.set_timer(f"{key}@{ts}", ts + 0.05)
 
 
-def test_process_columns_sees_the_watermark_the_per_event_loop_had_before_each_row(
+def test_process_columns_sees_each_row_under_the_watermark_the_per_event_loop_shows_it(
     tmp_path: Path,
 ) -> None:
     rows = [{**r, "bad": None} for r in _rows(3000)]

@@ -18,6 +18,7 @@ worker with :class:`OutageError` once it has lasted ``max_outage_s``.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from collections import Counter
@@ -61,29 +62,21 @@ NO_WATERMARK_US = -(2**63)
 
 def row_watermarks(ts_us: np.ndarray, watermark: float, delay_us: int) -> np.ndarray:
     """The partition watermark as the per-event loop shows it while each row of a batch is
-    processed (epoch seconds): the largest of the starting watermark and ``ts - delay`` of
-    every row so far, that row's own included (the loop advances it before processing an
-    event). A row is late exactly when its time is below its entry: a late row cannot move
-    the watermark.
+    processed, in whole µs: the largest of the starting watermark and ``ts - delay`` of every
+    row so far, that row's own included (the loop advances it before processing an event). A
+    row is late exactly when its time is below its entry (a late row cannot move it).
+
+    The per-event loop keeps the watermark on the µs grid (``(ts_us - delay_us) / 1e6``), so
+    integers here decide exactly as its floats do. No watermark yet (-inf) is
+    :data:`NO_WATERMARK_US`.
 
     >>> row_watermarks(np.array([10_000_000, 12_000_000, 9_000_000]), 5.0, 1_000_000).tolist()
-    [9.0, 11.0, 11.0]
+    [9000000, 11000000, 11000000]
+    >>> row_watermarks(np.array([3]), float("-inf"), 5).tolist()
+    [-2]
     """
-    # Whole µs divided once, exactly as the per-event loop computes each candidate.
-    return np.maximum.accumulate(np.maximum((ts_us - delay_us) / 1e6, watermark))
-
-
-def watermarks_us(watermarks: np.ndarray) -> np.ndarray:
-    """Watermarks in whole µs (int64), as operators read ``round(ctx.watermark * 1e6)``;
-    -inf (no watermark yet) becomes :data:`NO_WATERMARK_US`.
-
-    >>> watermarks_us(np.array([-np.inf, 1.5])).tolist()
-    [-9223372036854775808, 1500000]
-    """
-    finite = np.isfinite(watermarks)
-    out = np.full(len(watermarks), NO_WATERMARK_US, dtype=np.int64)
-    out[finite] = np.round(watermarks[finite] * 1e6).astype(np.int64)
-    return out
+    start = round(watermark * 1e6) if math.isfinite(watermark) else NO_WATERMARK_US
+    return np.maximum.accumulate(np.maximum(ts_us - delay_us, start))
 
 
 class OutageError(LogError):
@@ -402,8 +395,8 @@ class Worker:
     ) -> None:
         """An Arrow record: validated as a whole, each bad row dead-lettered on its own (a
         record that is bad as a whole is one dead letter). An operator with
-        ``process_columns(cols, watermarks, ctx)`` then gets every remaining row in one call,
-        ``watermarks[i]`` being the watermark the per-event loop would show while row i is
+        ``process_columns(cols, watermarks_us, ctx)`` then gets every remaining row in one call,
+        ``watermarks_us[i]`` being the watermark the per-event loop would show while row i is
         processed (row i is late exactly when its time is below it: the operator handles it
         as ``on_late`` would), and due timers fire after the batch; any other operator gets
         the rows one by one through the per-event loop. Outputs and counters are those of the
@@ -435,12 +428,12 @@ class Worker:
                     self._count(counters, 0, 0, future, 0)
                     return
         delay_us = round(self.options.watermark_delay_s * 1e6)
-        watermarks = row_watermarks(cols.ts_us, state.watermark, delay_us)
+        marks = row_watermarks(cols.ts_us, state.watermark, delay_us)
         late_before = counters["late"]
-        late = 0 if op.decides_lateness else int(np.count_nonzero(cols.ts_us / 1e6 < watermarks))
+        late = 0 if op.decides_lateness else int(np.count_nonzero(cols.ts_us < marks))
         failed = 0
         try:
-            process_columns(cols, watermarks_us(watermarks), ctx)
+            process_columns(cols, marks, ctx)
         except Exception as exc:  # no single row to blame: every row of the call failed
             failed = len(cols)
             late = 0
@@ -451,7 +444,7 @@ class Worker:
         late_by_operator = 0 if failed else counters["late"] - late_before
         processed = len(cols) - late - late_by_operator - failed
         self._count(counters, processed, late, future, failed)
-        state.watermark = max(state.watermark, float(watermarks[-1]))
+        state.watermark = max(state.watermark, int(marks[-1]) / 1e6)
         self._fire_timers(state, ctx)
 
     def checkpoint(self) -> None:

@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from wearwatch.cli.errors import finite
+
 app = typer.Typer(help="Benchmarks that back the README's figures.", no_args_is_help=True)
 
 
@@ -37,7 +39,9 @@ def runtime(
         50_000, min=1, help="readings per columnar (Arrow) record of the windowed run"
     ),
     sensor_hz: float = typer.Option(
-        100.0, min=0.01, help="sample rate of each of the fleet's 300 sensors (event time)"
+        100.0,
+        callback=finite(0.01, 100_000.0),
+        help="sample rate of each of the fleet's 300 sensors (event time)",
     ),
 ) -> None:
     """Embedded log append/read rates, the keyed pipeline's end-to-end rate, and the windowed

@@ -28,16 +28,18 @@ def register(app: typer.Typer) -> None:
         from wearwatch.bus.sqlite import SqliteLog
         from wearwatch.config import get_settings
         from wearwatch.pipelines.mill.operator import OUTCOMES_TOPIC, MillOperator
-        from wearwatch.runtime.worker import Worker, WorkerOptions
+        from wearwatch.runtime.worker import Worker
         from wearwatch.store.analytics import AnalyticsStore, sink_topics
         from wearwatch.twin.mill.publish import publish
         from wearwatch.twin.mill.scenarios import SCENARIOS
         from wearwatch.twin.mill.simulation import MillTwin, MillTwinConfig
+        from wearwatch.wiring import worker_options
 
         if scenario not in SCENARIOS:
             fail(f"--scenario {scenario!r}: expected one of {', '.join(SCENARIOS)}")
         console = Console()
-        workdir = get_settings().data_dir / "demo"
+        settings = get_settings()
+        workdir = settings.data_dir / "demo"
         if fresh and workdir.exists():
             shutil.rmtree(workdir)
         log = SqliteLog(workdir / "log.db")
@@ -59,11 +61,7 @@ def register(app: typer.Typer) -> None:
                 log,
                 MillOperator(seed=seed),
                 "mill",
-                WorkerOptions.from_settings(
-                    exit_when_idle=True,
-                    poll_timeout_s=0.0,
-                    checkpoint_key=get_settings().checkpoint_key,
-                ),
+                worker_options(settings, exit_when_idle=True, poll_timeout_s=0.0),
             ).run(install_signals=False)
         console.print(
             f"pipeline: {counters['in']:,} events in, {counters['joined']:,} passes joined, "

@@ -21,10 +21,11 @@ RAW_CHARS = 400
 
 
 def _open(bus: str | None):
-    from wearwatch.bus import open_log
+    from wearwatch.config import get_settings
+    from wearwatch.wiring import open_configured_log
 
     try:
-        return open_log(bus)
+        return open_configured_log(get_settings(), bus)
     except ValueError as exc:
         fail(describe(exc))
 

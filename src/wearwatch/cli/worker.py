@@ -52,19 +52,19 @@ def _run_one(
 ) -> None:
     from rich.console import Console
 
-    from wearwatch.bus import open_log
     from wearwatch.cli.stderr import configure_logging
     from wearwatch.config import get_settings
     from wearwatch.pipelines import build_pipeline
-    from wearwatch.runtime.worker import Worker, WorkerOptions
+    from wearwatch.runtime.worker import Worker
+    from wearwatch.wiring import open_configured_log, worker_options
 
     configure_logging()  # also in processes spawned by --workers
     operator = build_pipeline(pipeline, params)
-    log = open_log(bus)
     settings = get_settings()
-    options = WorkerOptions.from_settings(
+    log = open_configured_log(settings, bus)
+    options = worker_options(
+        settings,
         exit_when_idle=exit_when_idle,
-        checkpoint_key=settings.checkpoint_key,
         unsigned_checkpoints=unsigned_checkpoints or settings.checkpoint_unsigned,
     )
     console = Console(stderr=True, soft_wrap=True)  # one line per progress report

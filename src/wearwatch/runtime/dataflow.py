@@ -162,7 +162,7 @@ class Stream:
         else:
             fn = key
         if name is not None and name == self.key_name:
-            return self._then("key", fn=fn)
+            return self._then("key", fn=fn, attr=key if isinstance(key, str) else None)
         return self._then("repartition", key_name=name or f"<{self._flow._n}>", fn=fn)
 
     def to_topic(self, topic: str, key: Callable[[Any], Any] | None = None) -> None:
@@ -235,7 +235,7 @@ class Flow:
             elif kind == "flat_map":
                 node = FlatMapNode(args["fn"])
             elif kind == "key":
-                node = KeyNode(args["fn"])
+                node = KeyNode(args["fn"], args["attr"])
             elif kind == "process":
                 node = ProcessNode(args["step"], spec.step_id)
             elif kind == "window":
@@ -291,6 +291,7 @@ class Flow:
                     roots,
                     list(dict.fromkeys(outputs)),
                     source_key=key_fn if i == 0 else None,
+                    source_key_attr=source.partitioned_by if i == 0 else None,
                     payload_type=payload if i else None,
                     input_partitions=count(topic),
                 )

@@ -39,10 +39,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 import msgspec
+import numpy as np
 
 from wearwatch.bus.base import partition_for
 from wearwatch.events import Event, WindowResult, encode
-from wearwatch.runtime.aggregate import AGGREGATIONS
+from wearwatch.runtime.aggregate import AGGREGATIONS, StatsTable, group_partials
 from wearwatch.runtime.operator import Context, KeyedOperator
 from wearwatch.runtime.windows import (
     KeyWindows,
@@ -168,9 +169,11 @@ class FlatMapNode(Node):
 class KeyNode(Node):
     """A key change that needs no repartition (the stream is partitioned by it already)."""
 
-    def __init__(self, fn: Callable[[Any], Any]) -> None:
+    def __init__(self, fn: Callable[[Any], Any], attr: str | None = None) -> None:
         super().__init__()
         self.fn = fn
+        #: The attribute the key is, if it is one (a columnar batch reads it as a column).
+        self.attr = attr
 
     def push(self, item: Item, ctx: Context) -> None:
         self.forward(Item(str(self.fn(item.value)), item.value, item.ts_us, item.wm_us), ctx)
@@ -278,10 +281,13 @@ class WindowNode(Node):
         self.defs = self.assigner.defs
         self.value_name = value if isinstance(value, str) else None
         self.series_name = series if isinstance(series, str) else None
+        self.series_constant = series is None
         self.value_of = _getter(value)
         self.series_of = _getter(series) if series is not None else (lambda _: "value")
         self.aggregations = tuple(aggregations or AGGREGATIONS)
         self.step_id = step_id
+        #: Where the columnar path keeps its ``StatsTable`` in ``PartitionState.keyed``.
+        self.table_id = f"{step_id}{SEP}columns"
         self.input_topic = input_topic
 
     def _store(self, ctx: Context) -> dict[str, KeyWindows]:
@@ -302,6 +308,7 @@ class WindowNode(Node):
             item.wm_us,
             str(self.series_of(item.value)),
             float(self.value_of(item.value)),
+            ctx.state.keyed.get(self.table_id),
         )
         if late:
             self.late(item, late, ctx)
@@ -327,13 +334,149 @@ class WindowNode(Node):
             item.ts_us / 1e6,
         )
 
+    def columnar(self) -> bool:
+        """Whether a batch can be aggregated without a Python loop per row: value and series
+        are attribute names, and no definition is a session (sessions merge row by row)."""
+        return (
+            self.value_name is not None
+            and (self.series_name is not None or self.series_constant)
+            and all(d.kind != "session" for d in self.defs)
+        )
+
+    def push_columns(
+        self, keys: np.ndarray, key_names: np.ndarray, cols: Any, wm_us: np.ndarray, ctx: Context
+    ) -> None:
+        """The vectorised :meth:`push` of a batch: ``keys`` are codes into ``key_names``,
+        ``wm_us[i]`` the watermark row i is judged against. Same windows, same lateness, same
+        statistics (to rounding) as the rows one by one."""
+        ts = cols.ts_us
+        values = np.asarray(cols.fields[self.value_name], dtype=np.float64)
+        if self.series_name is None:
+            series, series_names = np.zeros(len(ts), np.int64), np.array(["value"], object)
+        else:
+            series, series_names = column_codes(cols, self.series_name)
+        late_any = np.zeros(len(ts), bool)
+        late_for: list[tuple[int, int, np.ndarray, np.ndarray]] = []
+        store = self._store(ctx)
+        touched: set[int] = set()
+        for i, d in enumerate(self.defs):
+            grace = d.grace_us
+            last = ts - ts % d.step_us
+            for hop in range((d.size_us + d.step_us - 1) // d.step_us):
+                start = last - hop * d.step_us
+                inside = start > ts - d.size_us
+                late = inside & (start + d.size_us + grace <= wm_us)
+                if late.any():
+                    late_any |= late
+                    late_for.append((i, hop, late, start))
+                ok = inside & ~late
+                if not ok.any():
+                    continue
+                rows = np.flatnonzero(ok)
+                self._merge_groups(
+                    store,
+                    i,
+                    keys[rows],
+                    key_names,
+                    series[rows],
+                    series_names,
+                    start[rows],
+                    ts[rows],
+                    values[rows],
+                    touched,
+                    ctx,
+                )
+        if late_any.any():
+            for r in np.flatnonzero(late_any).tolist():
+                windows = []
+                for i, _hop, late, start in late_for:
+                    if late[r]:
+                        s0 = int(start[r])
+                        windows.append((i, s0, s0 + self.defs[i].size_us))
+                windows.sort(key=lambda w: (w[0], -w[1]))
+                item = Item(
+                    str(key_names[keys[r]]), None, int(ts[r]), int(wm_us[r]), cols.row_bytes(r)
+                )
+                self.late(item, windows, ctx)
+        for code in touched:
+            key = str(key_names[code])
+            windows = store.get(key)
+            if windows:
+                nxt = windows.next_close(self.defs)
+                if nxt is not None:
+                    ctx.state.timers.set(f"{self.step_id}{SEP}{key}", nxt / 1e6)
+
+    def _merge_groups(
+        self,
+        store: dict[str, KeyWindows],
+        index: int,
+        keys: np.ndarray,
+        key_names: np.ndarray,
+        series: np.ndarray,
+        series_names: np.ndarray,
+        starts: np.ndarray,
+        ts: np.ndarray,
+        values: np.ndarray,
+        touched: set[int],
+        ctx: Context,
+    ) -> None:
+        """Group rows by (key, series, window start), aggregate every group with numpy and
+        merge them all into the windows' table slots at once (after what is there: later
+        arrivals). Python touches each group once, to find its slot."""
+        step = self.defs[index].step_us
+        low = int(starts.min())
+        span = (int(starts.max()) - low) // step + 1
+        n_series = len(series_names)
+        composite = (keys.astype(np.int64) * n_series + series) * span + (starts - low) // step
+        unique, groups = np.unique(composite, return_inverse=True)
+        groups = groups.reshape(-1)
+        partial = group_partials(groups, (ts - starts) / 1e6, values, len(unique))
+        table = ctx.state.keyed.get(self.table_id)
+        if table is None:
+            table = ctx.state.keyed[self.table_id] = StatsTable()
+        pair, start_index = np.divmod(unique, span)
+        key_codes, series_codes = np.divmod(pair, n_series)
+        slots = np.empty(len(unique), np.int64)
+        missing: list[tuple[int, dict[str, Any], str]] = []
+        last_code, windows = -1, None
+        for g, (code, series_code, k) in enumerate(
+            zip(key_codes.tolist(), series_codes.tolist(), start_index.tolist(), strict=True)
+        ):
+            if code != last_code:
+                touched.add(code)
+                key = str(key_names[code])
+                windows = store.get(key)
+                if windows is None:
+                    windows = store[key] = KeyWindows()
+                last_code = code
+            assert windows is not None
+            pane_key = (index, low + k * step)
+            pane = windows.panes.get(pane_key)
+            if pane is None:
+                pane = windows.panes[pane_key] = {}
+            name = str(series_names[series_code])
+            slot = pane.get(name)
+            if type(slot) is int:
+                slots[g] = slot
+            else:
+                missing.append((g, pane, name))
+        if missing:
+            fresh = table.allocate(len(missing)).tolist()
+            for (g, pane, name), slot in zip(missing, fresh, strict=True):
+                old = pane.get(name)
+                if old is not None:  # the per-event path's statistics: into the table first
+                    table.put(slot, old)
+                pane[name] = slot
+                slots[g] = slot
+        table.merge(slots, partial, np.arange(len(unique)))
+
     def on_timer(self, key: str, when: float, ctx: Context) -> None:
         store = self._store(ctx)
         windows = store.get(key)
         if windows is None:
             return
         wm = watermark_us(ctx)
-        for closed in self.assigner.close(windows, wm):
+        for closed in self.assigner.close(windows, wm, ctx.state.keyed.get(self.table_id)):
             result = WindowResult(
                 ts=from_us(closed.end),
                 key=key,
@@ -348,6 +491,15 @@ class WindowNode(Node):
             del store[key]
         else:
             ctx.state.timers.set(f"{self.step_id}{SEP}{key}", nxt / 1e6)
+
+
+def column_codes(cols: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A column as (codes, distinct values): the batch's dictionary codes if it has them."""
+    codes = getattr(cols, "codes", None)
+    if codes is not None and name in codes:
+        return codes[name]
+    values, inverse = np.unique(np.asarray(cols.fields[name]), return_inverse=True)
+    return inverse.reshape(-1), values
 
 
 def _getter(spec: Callable[[Any], Any] | str) -> Callable[[Any], Any]:
@@ -462,6 +614,7 @@ class StageOperator(KeyedOperator):
         outputs: Sequence[str],
         *,
         source_key: Callable[[Any], Any] | None = None,
+        source_key_attr: str | None = None,
         payload_type: Any = None,
         input_partitions: int = 1,
     ) -> None:
@@ -471,6 +624,7 @@ class StageOperator(KeyedOperator):
         self.outputs = tuple(outputs)  # type: ignore[misc]
         self.roots = roots
         self.source_key = source_key
+        self.source_key_attr = source_key_attr
         self.payload_type = payload_type
         self.input_partitions = input_partitions
         self.nodes = [n for root in roots for n in root.walk()]
@@ -482,6 +636,31 @@ class StageOperator(KeyedOperator):
         if self.repartitioned:
             self.watermark_candidate = self._upstream_watermark  # type: ignore[misc]
             self._decoder = msgspec.json.Decoder(payload_type)
+        self._columnar = None if self.repartitioned else self._columnar_window()
+        if self._columnar is not None:
+            self.process_columns = self._process_columns
+
+    def _columnar_window(self) -> tuple[str, WindowNode] | None:
+        """(key column, window step) when the stage starts with a window over columns: the
+        source, optionally a key_by on an attribute it is partitioned by, then the window."""
+        if len(self.roots) != 1:
+            return None
+        node, key = self.roots[0], self.source_key_attr
+        if isinstance(node, KeyNode):
+            if node.attr is None or len(node.children) != 1:
+                return None
+            node, key = node.children[0], node.attr
+        if isinstance(node, WindowNode) and key is not None and node.columnar():
+            return key, node
+        return None
+
+    def _process_columns(self, cols: Any, watermarks_us: np.ndarray, ctx: Context) -> None:
+        """A columnar batch straight into the window step (vectorised); ``watermarks_us[i]``
+        is the partition watermark row i is judged against (the worker's per-row value)."""
+        assert self._columnar is not None
+        key, window = self._columnar
+        keys, names = column_codes(cols, key)
+        window.push_columns(keys, names, cols, np.asarray(watermarks_us, np.int64), ctx)
 
     def key(self, event: Any) -> str:
         return ""

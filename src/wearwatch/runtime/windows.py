@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from wearwatch.runtime.aggregate import AGGREGATIONS, SeriesStats
+from wearwatch.runtime.aggregate import AGGREGATIONS, SeriesStats, StatsTable
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -165,8 +165,9 @@ class Session:
 
 
 class KeyWindows:
-    """One key's open windows: per (definition, start) the statistics of every series, and
-    per session definition the open sessions. Pickled into checkpoints."""
+    """One key's open windows: per (definition, start) the statistics of every series (a
+    :class:`SeriesStats`, or the int slot of the step's ``StatsTable`` where a columnar batch
+    put it), and per session definition the open sessions. Pickled into checkpoints."""
 
     __slots__ = ("panes", "sessions")
 
@@ -229,8 +230,12 @@ class WindowAssigner:
         wm_us: int,
         series: str,
         value: float,
+        table: StatsTable | None = None,
     ) -> list[tuple[int, int, int]]:
-        """Add one sample; returns the windows it is late for, as (index, start, end)."""
+        """Add one sample; returns the windows it is late for, as (index, start, end).
+
+        A pane's series may live in a slot of ``table`` (put there by a columnar batch): it
+        moves back into a :class:`SeriesStats` to take the sample."""
         late: list[tuple[int, int, int]] = []
         for i, d in enumerate(self.defs):
             grace = d.grace_us
@@ -252,6 +257,9 @@ class WindowAssigner:
                 stats = pane.get(series)
                 if stats is None:
                     stats = pane[series] = SeriesStats()
+                elif type(stats) is int:
+                    assert table is not None
+                    stats = pane[series] = table.take(stats)
                 stats.update((ts_us - start) / 1e6, value)
         return late
 
@@ -279,15 +287,21 @@ class WindowAssigner:
             stats = target.series[series] = SeriesStats()
         stats.update((ts_us - target.anchor) / 1e6, value)
 
-    def close(self, windows: KeyWindows, watermark_us: int) -> list[Closed]:
+    def close(
+        self, windows: KeyWindows, watermark_us: int, table: StatsTable | None = None
+    ) -> list[Closed]:
         """Remove and return the windows with ``end + grace <= watermark_us``, in
-        ``(end, definition, start)`` order."""
+        ``(end, definition, start)`` order (series in ``table`` slots are taken out)."""
         out: list[Closed] = []
         for (i, start), pane in list(windows.panes.items()):
             d = self.defs[i]
             end = start + d.size_us
             if end + d.grace_us <= watermark_us:  # type: ignore[operator]
                 del windows.panes[(i, start)]
+                for name, stats in pane.items():
+                    if type(stats) is int:
+                        assert table is not None
+                        pane[name] = table.take(stats)
                 out.append(Closed(i, start, end, pane))
         for i, sessions in windows.sessions.items():
             grace = self.defs[i].grace_us
@@ -324,7 +338,7 @@ def results(
     out = {}
     for name in sorted(series):
         full = series[name].result()
-        out[name] = {agg: full[agg] for agg in aggregations}
+        out[name] = {agg: float(full[agg]) for agg in aggregations}
     return out
 
 

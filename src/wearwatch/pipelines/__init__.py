@@ -20,7 +20,7 @@ from wearwatch.runtime.operator import KeyedOperator
 PIPELINES = REGISTRY
 
 #: Modules of this package whose import registers flows.
-BUILTIN_MODULES: tuple[str, ...] = ()
+BUILTIN_MODULES: tuple[str, ...] = ("wearwatch.pipelines.reading_windows",)
 
 
 def _reading_totals(**params: Any) -> KeyedOperator:

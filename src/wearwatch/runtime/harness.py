@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from wearwatch.bus.base import OutRecord
+from wearwatch.bus.base import OutRecord, partition_for
 from wearwatch.bus.memory import MemoryLog
 from wearwatch.events import Event, encode
 from wearwatch.runtime.operator import DEAD_LETTER_TOPIC
@@ -23,6 +23,9 @@ from wearwatch.runtime.worker import Worker, WorkerOptions
 
 if TYPE_CHECKING:
     from wearwatch.runtime.dataflow import Flow
+
+#: Events per input record (per partition, consecutive events only).
+RECORD_EVENTS = 500
 
 
 class FlowOutput(dict[str, list[Any]]):
@@ -53,7 +56,7 @@ def run_in_memory(
     log.create_topic(source.topic, partitions)
     for topic in flow.repartition_topics():
         log.create_topic(topic, partitions)
-    log.produce(_records(source.topic, source.partitioned_by, events))
+    log.produce(_records(source.topic, source.partitioned_by, partitions, events))
     opts = options or WorkerOptions(
         watermark_delay_s=watermark_delay_s,
         checkpoint_interval_s=float("inf"),  # one checkpoint at the end of each stage
@@ -73,17 +76,34 @@ def run_in_memory(
     return FlowOutput(outputs, counters)
 
 
-def _records(topic: str, partitioned_by: str | None, events: Iterable[Any]) -> list[OutRecord]:
-    """One record per input, keyed as the source's producers key them."""
-    out = []
+def _records(
+    topic: str, partitioned_by: str | None, partitions: int, events: Iterable[Any]
+) -> list[OutRecord]:
+    """Events keyed as the source's producers key them, consecutive events of a partition
+    packed into one record (a JSON array, as producers batch); ``bytes`` as records of their
+    own."""
+    out: list[OutRecord] = []
+    pending: dict[int, list[Event]] = {}
+
+    def flush(partition: int) -> None:
+        batch = pending.pop(partition, [])
+        if batch:
+            out.append(OutRecord(topic, None, encode(batch), "", partition))
+
     for event in events:
         if isinstance(event, bytes | bytearray):
+            for partition in sorted(pending):
+                flush(partition)
             out.append(OutRecord(topic, None, bytes(event)))
             continue
         if not isinstance(event, Event):
             raise TypeError(f"Flow.test: expected events or bytes, got {type(event).__name__}")
-        key = None
-        if partitioned_by is not None:
-            key = str(getattr(event, partitioned_by)).encode()
-        out.append(OutRecord(topic, key, encode(event)))
+        key = None if partitioned_by is None else str(getattr(event, partitioned_by)).encode()
+        partition = partition_for(key, partitions)
+        batch = pending.setdefault(partition, [])
+        batch.append(event)
+        if len(batch) >= RECORD_EVENTS:
+            flush(partition)
+    for partition in sorted(pending):
+        flush(partition)
     return out

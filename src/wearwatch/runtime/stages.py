@@ -301,8 +301,7 @@ class WindowNode(Node):
         windows = store.get(item.key)
         if windows is None:
             windows = store[item.key] = KeyWindows()
-        before = windows.next_close(self.defs)
-        late = self.assigner.add(
+        late, earliest = self.assigner.add(
             windows,
             item.ts_us,
             item.wm_us,
@@ -315,9 +314,12 @@ class WindowNode(Node):
         if not windows:
             del store[item.key]
             return
-        after = windows.next_close(self.defs)
-        if after is not None and after != before:
-            ctx.state.timers.set(f"{self.step_id}{SEP}{item.key}", after / 1e6)
+        # The key's timer is at its earliest close; only a window this sample went into can
+        # be earlier (a session that grew closes later: its timer fires early and re-arms).
+        timer = f"{self.step_id}{SEP}{item.key}"
+        current = ctx.state.timers.get(timer)
+        if earliest is not None and (current is None or earliest / 1e6 < current):
+            ctx.state.timers.set(timer, earliest / 1e6)
 
     def late(self, item: Item, late: list[tuple[int, int, int]], ctx: Context) -> None:
         ctx.state.counters["late"] += 1

@@ -231,12 +231,14 @@ class WindowAssigner:
         series: str,
         value: float,
         table: StatsTable | None = None,
-    ) -> list[tuple[int, int, int]]:
-        """Add one sample; returns the windows it is late for, as (index, start, end).
+    ) -> tuple[list[tuple[int, int, int]], int | None]:
+        """Add one sample; returns the windows it is late for, as (index, start, end), and the
+        earliest ``end + grace`` of the windows it went into (None: it went into none).
 
         A pane's series may live in a slot of ``table`` (put there by a columnar batch): it
         moves back into a :class:`SeriesStats` to take the sample."""
         late: list[tuple[int, int, int]] = []
+        earliest: int | None = None
         for i, d in enumerate(self.defs):
             grace = d.grace_us
             assert grace is not None
@@ -244,13 +246,17 @@ class WindowAssigner:
                 if ts_us + grace < wm_us:
                     late.append((i, ts_us, ts_us + d.size_us))
                     continue
-                self._add_session(windows, i, d, ts_us, series, value)
+                close = self._add_session(windows, i, d, ts_us, series, value) + grace
+                if earliest is None or close < earliest:
+                    earliest = close
                 continue
             for start in d.starts(ts_us):
                 end = start + d.size_us
                 if end + grace <= wm_us:
                     late.append((i, start, end))
                     continue
+                if earliest is None or end + grace < earliest:
+                    earliest = end + grace
                 pane = windows.panes.get((i, start))
                 if pane is None:
                     pane = windows.panes[(i, start)] = {}
@@ -261,11 +267,13 @@ class WindowAssigner:
                     assert table is not None
                     stats = pane[series] = table.take(stats)
                 stats.update((ts_us - start) / 1e6, value)
-        return late
+        return late, earliest
 
     def _add_session(
         self, windows: KeyWindows, i: int, d: WindowDef, ts_us: int, series: str, value: float
-    ) -> None:
+    ) -> int:
+        """Add the sample to its session (merging the sessions it bridges); the session's
+        end."""
         sessions = windows.sessions.setdefault(i, [])
         lo, hi = ts_us, ts_us + d.size_us
         touching = [s for s in sessions if lo < s.end and hi > s.start]
@@ -286,6 +294,7 @@ class WindowAssigner:
         if stats is None:
             stats = target.series[series] = SeriesStats()
         stats.update((ts_us - target.anchor) / 1e6, value)
+        return target.end
 
     def close(
         self, windows: KeyWindows, watermark_us: int, table: StatsTable | None = None

@@ -357,3 +357,35 @@ def test_worker_runs_a_registered_two_stage_flow_exactly_once_across_sigkills(
     assert expected.total() > 100 and max(expected.values()) == 1
     assert actual == expected  # the same windows, each once
     assert len(rids) == len(set(rids))
+
+
+def test_the_readme_harness_example() -> None:
+    from wearwatch.pipelines.reading_windows import reading_windows
+
+    readings = list(synthetic_readings(30_000, jitter_s=4.0))
+    out = reading_windows().test(
+        readings, partitions=4, watermark_delay_s=1.0, key=lambda r: f"{r.machine_id}/{r.sensor}"
+    )
+    features = out["fleet.reading_windows"]
+    assert {f.window_s for f in features} == {5.0, 30.0}
+    assert out.totals["late"] == len(out["dead_letters"]) > 0
+    # Every reading is in the 5 s windows once, or late for them: nothing vanished.
+    counted = sum(
+        v
+        for f in features
+        if f.window_s == 5.0
+        for k, v in f.features.items()
+        if k.endswith(".count")
+    )
+    late_5s = sum("tumbling(5s)" in d.reason for d in out["dead_letters"])
+    # The rest are in the 5 s windows still open at the end: those after the last closed one.
+    last_end = max(f.ts for f in features if f.window_s == 5.0)
+    assert len(readings) - counted - late_5s == sum(x.ts >= last_end for x in readings)
+
+
+def test_the_harness_refuses_partitions_it_could_not_fill() -> None:
+    flow = _source(None)
+    flow.stream.key_by("machine_id").to_topic("out")
+    with pytest.raises(ValueError, match="partitions=2 but source 'in' has no partitioned_by"):
+        flow.test([r("m1", "a", 0, 1.0)], partitions=2)
+    assert len(flow.test([r("m1", "a", 0, 1.0)], partitions=2, key=lambda e: "k")["out"]) == 1

@@ -304,15 +304,16 @@ class Flow:
         *,
         partitions: int = 1,
         watermark_delay_s: float = 5.0,
+        key: Callable[[Any], Any] | None = None,
     ) -> FlowOutput:
         """Run the flow on ``events`` in memory: ``{topic: [events]}`` for every sink topic
         and the dead letters; deterministic, no log. Events go to the source's partitions as
-        its producers would send them (by ``partitioned_by``); ``bytes`` are sent as they
-        are (to test bad input)."""
+        its producers would send them: keyed by ``key(event)``, by default the source's
+        ``partitioned_by``; ``bytes`` are sent as they are (to test bad input)."""
         from wearwatch.runtime.harness import run_in_memory
 
         return run_in_memory(
-            self, events, partitions=partitions, watermark_delay_s=watermark_delay_s
+            self, events, partitions=partitions, watermark_delay_s=watermark_delay_s, key=key
         )
 
 

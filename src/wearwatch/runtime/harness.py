@@ -9,8 +9,9 @@ the in-memory run is deterministic anyway (logical clock, fixed poll order).
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -46,17 +47,27 @@ def run_in_memory(
     *,
     partitions: int = 1,
     watermark_delay_s: float = 5.0,
+    key: Callable[[Any], Any] | None = None,
     options: WorkerOptions | None = None,
 ) -> FlowOutput:
-    """Run every stage of ``flow`` over ``events`` on a fresh in-memory log."""
+    """Run every stage of ``flow`` over ``events`` on a fresh in-memory log; ``key(event)``
+    is the record key its producers use (default: the source's ``partitioned_by``)."""
     from wearwatch.runtime.dataflow import event_union, stage_group
 
-    log = MemoryLog(default_partitions=partitions)
     source = flow.source
+    if key is None and source.partitioned_by is not None:
+        key = functools.partial(_attribute, source.partitioned_by)
+    if key is None and partitions > 1:
+        raise ValueError(
+            f"Flow.test: partitions={partitions} but source {source.topic!r} has no "
+            "partitioned_by and no key= was given: every record would go to partition 0, and "
+            "the empty partitions would hold windows after a repartition open"
+        )
+    log = MemoryLog(default_partitions=partitions)
     log.create_topic(source.topic, partitions)
     for topic in flow.repartition_topics():
         log.create_topic(topic, partitions)
-    log.produce(_records(source.topic, source.partitioned_by, partitions, events))
+    log.produce(_records(source.topic, key, partitions, events))
     opts = options or WorkerOptions(
         watermark_delay_s=watermark_delay_s,
         checkpoint_interval_s=float("inf"),  # one checkpoint at the end of each stage
@@ -76,8 +87,12 @@ def run_in_memory(
     return FlowOutput(outputs, counters)
 
 
+def _attribute(name: str, event: Any) -> Any:
+    return getattr(event, name)
+
+
 def _records(
-    topic: str, partitioned_by: str | None, partitions: int, events: Iterable[Any]
+    topic: str, key_of: Callable[[Any], Any] | None, partitions: int, events: Iterable[Any]
 ) -> list[OutRecord]:
     """Events keyed as the source's producers key them, consecutive events of a partition
     packed into one record (a JSON array, as producers batch); ``bytes`` as records of their
@@ -98,7 +113,7 @@ def _records(
             continue
         if not isinstance(event, Event):
             raise TypeError(f"Flow.test: expected events or bytes, got {type(event).__name__}")
-        key = None if partitioned_by is None else str(getattr(event, partitioned_by)).encode()
+        key = None if key_of is None else str(key_of(event)).encode()
         partition = partition_for(key, partitions)
         batch = pending.setdefault(partition, [])
         batch.append(event)

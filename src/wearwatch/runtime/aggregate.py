@@ -193,13 +193,15 @@ def group_partials(groups: np.ndarray, t: np.ndarray, v: np.ndarray, n_groups: i
     np.minimum.at(vmin, groups, v)
     vmax = np.full(n_groups, -np.inf)
     np.maximum.at(vmax, groups, v)
-    # Latest: sort by (group, t, position); the last row of each group wins.
-    order = np.lexsort((np.arange(len(t)), t, groups))
-    last = np.r_[groups[order][1:] != groups[order][:-1], True] if len(t) else order
+    # Latest: the group's largest t, and of the rows at it the last one (no sort: O(n)).
     latest_t = np.full(n_groups, -np.inf)
+    np.maximum.at(latest_t, groups, t)
+    at_latest = np.flatnonzero(t == latest_t[groups])
+    last_row = np.full(n_groups, -1)
+    np.maximum.at(last_row, groups[at_latest], at_latest)
     latest_v = np.full(n_groups, np.nan)
-    latest_t[groups[order][last]] = t[order][last]
-    latest_v[groups[order][last]] = v[order][last]
+    present = last_row >= 0
+    latest_v[present] = v[last_row[present]]
     return GroupPartial(count, v_mean, v_var, t_mean, t_var, cov, vmin, vmax, latest_t, latest_v)
 
 

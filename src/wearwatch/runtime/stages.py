@@ -430,8 +430,7 @@ class WindowNode(Node):
         span = (int(starts.max()) - low) // step + 1
         n_series = len(series_names)
         composite = (keys.astype(np.int64) * n_series + series) * span + (starts - low) // step
-        unique, groups = np.unique(composite, return_inverse=True)
-        groups = groups.reshape(-1)
+        unique, groups = group_ids(composite)
         partial = group_partials(groups, (ts - starts) / 1e6, values, len(unique))
         table = ctx.state.keyed.get(self.table_id)
         if table is None:
@@ -493,6 +492,23 @@ class WindowNode(Node):
             del store[key]
         else:
             ctx.state.timers.set(f"{self.step_id}{SEP}{key}", nxt / 1e6)
+
+
+def group_ids(composite: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of non-negative ints (sorted) and each one's index among them:
+    ``np.unique(..., return_inverse=True)``, without a sort when the values are dense.
+
+    >>> [a.tolist() for a in group_ids(np.array([7, 2, 7, 5]))]
+    [[2, 5, 7], [2, 0, 2, 1]]
+    """
+    top = int(composite.max()) + 1 if len(composite) else 0
+    if top > 4 * len(composite) + 4096:
+        unique, inverse = np.unique(composite, return_inverse=True)
+        return unique, inverse.reshape(-1)
+    present = np.flatnonzero(np.bincount(composite, minlength=top))
+    index = np.empty(top, np.int64)
+    index[present] = np.arange(len(present))
+    return present, index[composite]
 
 
 def column_codes(cols: Any, name: str) -> tuple[np.ndarray, np.ndarray]:

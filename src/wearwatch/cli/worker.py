@@ -55,13 +55,14 @@ def _run_one(
     from wearwatch.cli.stderr import configure_logging
     from wearwatch.config import get_settings
     from wearwatch.pipelines import build_pipeline
+    from wearwatch.runtime.dataflow import Flow
+    from wearwatch.runtime.flow_worker import FlowWorker
     from wearwatch.runtime.worker import Worker
     from wearwatch.wiring import open_configured_log, worker_options
 
     configure_logging()  # also in processes spawned by --workers
     operator = build_pipeline(pipeline, params)
     settings = get_settings()
-    log = open_configured_log(settings, bus)
     options = worker_options(
         settings,
         exit_when_idle=exit_when_idle,
@@ -69,25 +70,32 @@ def _run_one(
     )
     console = Console(stderr=True, soft_wrap=True)  # one line per progress report
 
-    last: list[object] = [None]
+    last: dict[str, object] = {}  # per consumer group (a flow runs one per stage)
 
     def progress(worker: Worker) -> None:
         c = worker.counters()
         outage = f" outage={worker.outage.kind}" if worker.outage is not None else ""
         line = (dict(c), sorted(worker.states), outage)
-        if not quiet and line != last[0]:
-            last[0] = line
+        if not quiet and line != last.get(worker.group):
+            last[worker.group] = line
             console.print(
-                f"[dim]{time.strftime('%H:%M:%S')} {pipeline}[{os.getpid()}][/] "
+                f"[dim]{time.strftime('%H:%M:%S')} {worker.group}[{os.getpid()}][/] "
                 f"in={c['in']:,} out={c['out']:,} "
                 f"dead={c['dead_lettered']:,} late={c['late']:,} dup={c['duplicate']:,} "
                 f"partitions={sorted(worker.states)}{outage}",
                 highlight=False,
             )
 
-    worker = Worker(log, operator, group, options, on_progress=progress)
-    counters = worker.run()
-    log.close()
+    if isinstance(operator, Flow):
+        # One log connection per stage (each stage runs in its own thread).
+        runner = FlowWorker(
+            lambda: open_configured_log(settings, bus), operator, group, options, progress
+        )
+        counters = runner.run()
+    else:
+        log = open_configured_log(settings, bus)
+        counters = Worker(log, operator, group, options, on_progress=progress).run()
+        log.close()
     if not quiet:
         console.print(f"{pipeline}: stopped; counters {dict(counters)}")
 

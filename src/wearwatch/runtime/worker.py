@@ -208,7 +208,7 @@ class Worker:
         state = self.states[partition]
         ctx = self.contexts[partition]
         op = self.operator
-        ctx.begin_record(f"{self.group}/{record.topic}/{partition}/{record.offset}")
+        ctx.begin_record(f"{self.group}/{record.topic}/{partition}/{record.offset}", record.offset)
         decoded = decode_record(record.value, op.input_type, self.options.max_event_bytes)
         events = decoded.events
         counters = state.counters
@@ -224,10 +224,15 @@ class Worker:
                     record.topic, record.offset, raw, str(error), error.field, appended_s
                 )
         horizon = appended_s + self.options.max_future_s if appended_s else _NEVER
-        delay = self.options.watermark_delay_s
+        # Watermarks are whole microseconds (event times are), so window arithmetic on
+        # integers and timers on floats agree exactly.
+        delay_us = round(self.options.watermark_delay_s * 1e6)
         timers = state.timers
         process = op.process
         key_of = op.key
+        own_lateness = op.decides_lateness
+        advance = op.watermark_candidate
+        late_before = counters["late"]
         late = future = failed = 0
         times = decoded.times
         for index, event in enumerate(events):
@@ -246,11 +251,14 @@ class Worker:
                 )
                 continue
             try:
-                if ts < state.watermark:
+                if ts < state.watermark and not own_lateness:
                     op.on_late(event, decoded.raw_event(index), record.offset, ts, ctx)
                     late += 1
                     continue
-                candidate = ts - delay
+                if advance is None:
+                    candidate = (round(ts * 1e6) - delay_us) / 1e6
+                else:
+                    candidate = advance(event, ts, delay_us, state)
                 if candidate > state.watermark:
                     state.watermark = candidate
                     due = timers.next_due()
@@ -270,7 +278,9 @@ class Worker:
                     "",
                     ts,
                 )
-        processed = len(events) - late - future - failed
+        # An operator that decides lateness itself (windows, by their grace) counts it.
+        late_by_operator = counters["late"] - late_before
+        processed = len(events) - late - late_by_operator - future - failed
         if processed:
             counters["processed"] += processed
         if late:

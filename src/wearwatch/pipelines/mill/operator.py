@@ -12,17 +12,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from wearwatch import topics
 from wearwatch.events import DriftDetected, PassActual, PassOutcome, PassRequest, Setpoint
 from wearwatch.pipelines.mill.pipeline import MillPipeline, MillPipelineConfig
 from wearwatch.pipelines.mill.router import RouterConfig
 from wearwatch.runtime.operator import Context, KeyedOperator
 
-PASSES_TOPIC = "mill.passes"
-DECISIONS_TOPIC = "mill.decisions"
-OUTCOMES_TOPIC = "mill.outcomes"
-DRIFT_TOPIC = "mill.drift"
-TWIN_TOPIC = "mill.twin"
-CONTROL_TOPIC = "mill.control"
+PASSES_TOPIC = topics.MILL_PASSES.name
+DECISIONS_TOPIC = topics.MILL_DECISIONS.name
+OUTCOMES_TOPIC = topics.MILL_OUTCOMES.name
+DRIFT_TOPIC = topics.MILL_DRIFT.name
+TWIN_TOPIC = topics.MILL_TWIN.name
+CONTROL_TOPIC = topics.MILL_CONTROL.name
 
 #: Pipeline counters mirrored into the runtime's per-partition counters.
 _MIRRORED = {"duplicates": "duplicate", "orphans": "orphans", "joined": "joined"}

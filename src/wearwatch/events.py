@@ -191,6 +191,20 @@ class ReadingTotals(Event, tag="reading_totals", kw_only=True):
     total: float
 
 
+class WindowResult(Event, tag="window_result", kw_only=True):
+    """The aggregates of one key's event-time window, ``[start, end)``; ``ts`` is ``end``.
+
+    ``kind`` names the window definition (e.g. ``tumbling(5s)``); ``series`` maps each series
+    (e.g. a sensor) to its aggregates (count, sum, mean, std, min, max, slope, latest).
+    """
+
+    key: str
+    kind: str
+    start: Timestamp
+    end: Timestamp
+    series: dict[str, dict[str, float]] = {}
+
+
 class DeadLetter(Event, tag="dead_letter", kw_only=True):
     """An input that could not be processed, with the reason and its raw bytes."""
 
@@ -216,6 +230,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     MaintenanceEvent,
     TwinCommand,
     ReadingTotals,
+    WindowResult,
     DeadLetter,
 )
 
@@ -233,6 +248,7 @@ AnyEvent = (
     | MaintenanceEvent
     | TwinCommand
     | ReadingTotals
+    | WindowResult
     | DeadLetter
 )
 

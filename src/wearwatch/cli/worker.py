@@ -56,11 +56,12 @@ def _run_one(
     from wearwatch.cli.stderr import configure_logging
     from wearwatch.config import get_settings
     from wearwatch.pipelines import build_pipeline
+    from wearwatch.runtime.dataflow import Flow
+    from wearwatch.runtime.flow_worker import FlowWorker
     from wearwatch.runtime.worker import Worker, WorkerOptions
 
     configure_logging()  # also in processes spawned by --workers
     operator = build_pipeline(pipeline, params)
-    log = open_log(bus)
     settings = get_settings()
     options = WorkerOptions.from_settings(
         exit_when_idle=exit_when_idle,
@@ -69,25 +70,29 @@ def _run_one(
     )
     console = Console(stderr=True, soft_wrap=True)  # one line per progress report
 
-    last: list[object] = [None]
+    last: dict[str, object] = {}  # per consumer group (a flow runs one per stage)
 
     def progress(worker: Worker) -> None:
         c = worker.counters()
         outage = f" outage={worker.outage.kind}" if worker.outage is not None else ""
         line = (dict(c), sorted(worker.states), outage)
-        if not quiet and line != last[0]:
-            last[0] = line
+        if not quiet and line != last.get(worker.group):
+            last[worker.group] = line
             console.print(
-                f"[dim]{time.strftime('%H:%M:%S')} {pipeline}[{os.getpid()}][/] "
+                f"[dim]{time.strftime('%H:%M:%S')} {worker.group}[{os.getpid()}][/] "
                 f"in={c['in']:,} out={c['out']:,} "
                 f"dead={c['dead_lettered']:,} late={c['late']:,} dup={c['duplicate']:,} "
                 f"partitions={sorted(worker.states)}{outage}",
                 highlight=False,
             )
 
-    worker = Worker(log, operator, group, options, on_progress=progress)
-    counters = worker.run()
-    log.close()
+    if isinstance(operator, Flow):
+        runner = FlowWorker(lambda: open_log(bus), operator, group, options, progress)
+        counters = runner.run()
+    else:
+        log = open_log(bus)
+        counters = Worker(log, operator, group, options, on_progress=progress).run()
+        log.close()
     if not quiet:
         console.print(f"{pipeline}: stopped; counters {dict(counters)}")
 

@@ -51,7 +51,7 @@ class Emitted:
 class Context:
     """What an operator may touch while processing one partition."""
 
-    __slots__ = ("_n", "_outputs", "_rid_prefix", "partition", "state")
+    __slots__ = ("_n", "_outputs", "_rid_prefix", "offset", "partition", "state")
 
     def __init__(self, partition: int, state: PartitionState, outputs: list[Emitted]) -> None:
         self.partition = partition
@@ -59,6 +59,8 @@ class Context:
         self._outputs = outputs
         self._rid_prefix = ""
         self._n = 0
+        #: Offset of the input record being processed (dead letters name it).
+        self.offset = -1
 
     @property
     def keyed(self) -> dict[str, Any]:
@@ -68,9 +70,10 @@ class Context:
     def watermark(self) -> float:
         return self.state.watermark
 
-    def begin_record(self, rid_prefix: str) -> None:
+    def begin_record(self, rid_prefix: str, offset: int = -1) -> None:
         self._rid_prefix = rid_prefix
         self._n = 0
+        self.offset = offset
 
     def emit(self, topic: str, key: str, event: Event) -> None:
         """Queue an output; its id derives from the source position, so replays dedupe."""
@@ -127,6 +130,12 @@ class KeyedOperator:
     input_topic: ClassVar[str]
     input_type: ClassVar[Any]
     outputs: ClassVar[tuple[str, ...]] = ()
+    #: True: events behind the watermark go to :meth:`process` too, and the operator decides
+    #: (e.g. a window by its grace) what is late, counts and dead-letters it.
+    decides_lateness: ClassVar[bool] = False
+    #: Optional ``(event, ts, delay_us, state) -> watermark`` replacing the default candidate
+    #: ``ts - delay`` (a stage reading a repartition topic takes its upstreams' minimum).
+    watermark_candidate: ClassVar[Any] = None
 
     def key(self, event: Any) -> str:
         raise NotImplementedError

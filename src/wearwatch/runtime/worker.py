@@ -200,7 +200,7 @@ class Worker:
         state = self.states[partition]
         ctx = self.contexts[partition]
         op = self.operator
-        ctx.begin_record(f"{self.group}/{record.topic}/{partition}/{record.offset}")
+        ctx.begin_record(f"{self.group}/{record.topic}/{partition}/{record.offset}", record.offset)
         events, bad = decode_batch(record.value, op.input_type, self.options.max_event_bytes)
         counters = state.counters
         counters["in"] += len(events) + len(bad)
@@ -213,18 +213,25 @@ class Worker:
                 error.field,
                 record.timestamp_ms / 1000.0,
             )
-        delay = self.options.watermark_delay_s
+        # Watermarks are whole microseconds (event times are), so window arithmetic on
+        # integers and timers on floats agree exactly.
+        delay_us = round(self.options.watermark_delay_s * 1e6)
         timers = state.timers
         process = op.process
         key_of = op.key
+        own_lateness = op.decides_lateness
+        advance = op.watermark_candidate
         for event in events:
             ts = event.ts.timestamp()
             try:
-                if ts < state.watermark:
+                if ts < state.watermark and not own_lateness:
                     counters["late"] += 1
                     op.on_late(event, record.offset, ts, ctx)
                     continue
-                candidate = ts - delay
+                if advance is None:
+                    candidate = (round(ts * 1e6) - delay_us) / 1e6
+                else:
+                    candidate = advance(event, ts, delay_us, state)
                 if candidate > state.watermark:
                     state.watermark = candidate
                     due = timers.next_due()

@@ -24,20 +24,20 @@ from wearwatch.events import (
     Setpoint,
     TwinTelemetry,
 )
-from wearwatch.pipelines.mill.operator import (
-    DECISIONS_TOPIC,
-    DRIFT_TOPIC,
-    OUTCOMES_TOPIC,
-    PASSES_TOPIC,
-    TWIN_TOPIC,
-    MillOperator,
-)
-from wearwatch.runtime.worker import Worker, WorkerOptions
+from wearwatch.pipelines.mill.flow import mill_flow
+from wearwatch.runtime.flow_worker import FlowWorker
+from wearwatch.runtime.worker import WorkerOptions
 from wearwatch.store.analytics import AnalyticsStore, sink_topics
+from wearwatch.topics import MILL_DECISIONS, MILL_DRIFT, MILL_OUTCOMES, MILL_PASSES, MILL_TWIN
 from wearwatch.twin.mill.publish import publish
 from wearwatch.twin.mill.simulation import MillTwin, MillTwinConfig
 
 GROUP = "mill"
+DECISIONS_TOPIC = MILL_DECISIONS.name
+DRIFT_TOPIC = MILL_DRIFT.name
+OUTCOMES_TOPIC = MILL_OUTCOMES.name
+PASSES_TOPIC = MILL_PASSES.name
+TWIN_TOPIC = MILL_TWIN.name
 
 
 def _publish(path: Path, scenario: str, passes: int, batch: int = 200) -> SqliteLog:
@@ -56,9 +56,11 @@ def _publish(path: Path, scenario: str, passes: int, batch: int = 200) -> Sqlite
     return log
 
 
-def _run(log: SqliteLog) -> dict[str, int]:
+def _run(path: Path) -> dict[str, int]:
+    """Both stages of the mill flow, as ``wearwatch worker mill`` runs them."""
     options = WorkerOptions(exit_when_idle=True, poll_timeout_s=0.0)
-    return dict(Worker(log, MillOperator(), GROUP, options).run(install_signals=False))
+    runner = FlowWorker(lambda: SqliteLog(path), mill_flow(), GROUP, options)
+    return dict(runner.run(install_signals=False))
 
 
 def _decisions(log: SqliteLog) -> list[tuple[str, bytes]]:
@@ -70,7 +72,7 @@ def test_router_never_serves_outside_its_limits_and_explains_every_fallback(
     tmp_path: Path, scenario: str
 ) -> None:
     log = _publish(tmp_path / "log.db", scenario, 900)
-    counters = _run(log)
+    counters = _run(tmp_path / "log.db")
     requests = {
         (e.slab_id, e.pass_no): e
         for r in read_all(log, PASSES_TOPIC)
@@ -89,7 +91,7 @@ def test_router_never_serves_outside_its_limits_and_explains_every_fallback(
         assert d.served_force_kn <= min(1.25 * d.baseline_force_kn, rating) + 1e-6
         if d.source != "model":
             assert d.reason and d.reason != "model", d
-    assert counters["duplicate"] > 0 and counters["orphans"] > 0
+    assert counters["duplicates"] > 0 and counters["orphans"] > 0
     drifts = [msgspec.json.decode(r.value, type=DriftDetected) for r in read_all(log, DRIFT_TOPIC)]
     assert counters.get("drifts", 0) == len(drifts)
     if scenario == "abrupt":
@@ -117,7 +119,7 @@ def test_killed_mill_worker_makes_the_same_decisions_as_an_uninterrupted_one(
     crashed = tmp_path / "crashed.db"
     shutil.copy(reference, crashed)
     log = SqliteLog(reference)
-    _run(log)
+    _run(reference)
     expected = _decisions(log)
     expected_outcomes = sorted((r.rid, r.value) for r in read_all(log, OUTCOMES_TOPIC))
     total = sum(log.end_offsets(PASSES_TOPIC).values())

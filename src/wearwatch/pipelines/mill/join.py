@@ -18,9 +18,11 @@ Counters (one spelling each, shared with the runtime's):
 * ``duplicates``: a second copy of a half (dropped);
 * ``orphans``: halves that never found a partner — expired at their TTL, or arriving after
   their partner expired;
-* ``too_late``: the subset of ``orphans`` that arrived after the partner's TTL (or older than
-  the TTL itself). The runtime's ``late`` counts something else: events behind the
-  partition's watermark (the join still takes those, and decides by its TTL).
+* ``too_late``: the subset of ``orphans`` that arrived after the partner's TTL, or older than
+  the TTL themselves (such a half never waits, so every waiting half's timer lies ahead).
+
+The runtime's ``late`` means something else: events behind the partition's watermark (a
+flow's stages take those too; the join decides by its TTL, windows by their grace).
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class PassJoin:
         ts = event.ts.timestamp()
         state.last_s = max(state.last_s, ts)
         if isinstance(event, PassRequest):
-            self._on_request(event, state, ctx)
+            self._on_request(event, ts, state, ctx)
         elif isinstance(event, PassActual):
             self._on_actual(event, ts, state, ctx)
         else:
@@ -97,7 +99,7 @@ class PassJoin:
         else:
             ctx.set_timer(due)
 
-    def _on_request(self, req: PassRequest, state: SlabJoin, ctx: Any) -> None:
+    def _on_request(self, req: PassRequest, ts: float, state: SlabJoin, ctx: Any) -> None:
         n = req.pass_no
         if n in state.seen_requests:
             ctx.count("duplicates")
@@ -108,8 +110,9 @@ class PassJoin:
         actual = state.actuals.pop(n, None)
         if actual is not None:
             self._join(req, actual, ctx)
-        elif n in state.seen_actuals:
-            # Its measurement came first and expired: this request is too late to join.
+        elif n in state.seen_actuals or ts + self.ttl_s <= ctx.watermark:
+            # Its measurement came first and expired (or the request is older than the TTL):
+            # served, but too late to join.
             ctx.count("too_late")
             ctx.count("orphans")
         else:

@@ -67,6 +67,30 @@ def _decisions(log: SqliteLog) -> list[tuple[str, bytes]]:
     return sorted((r.rid, r.value) for r in read_all(log, DECISIONS_TOPIC))
 
 
+def test_the_twin_keys_passes_by_slab_on_the_one_partition_topics_declares(
+    tmp_path: Path,
+) -> None:
+    log = _publish(tmp_path / "log.db", "none", 60, batch=5)
+    assert log.partitions(PASSES_TOPIC) == MILL_PASSES.partitions == 1
+    records = read_all(log, PASSES_TOPIC)
+    slabs = set()
+    for r in records:
+        batch = msgspec.json.decode(r.value, type=list[PassRequest | PassActual])
+        assert r.key == batch[0].slab_id.encode()  # a batch record is keyed by its first event
+        slabs.update(e.slab_id for e in batch)
+    assert len(records) > 1 and len(slabs) == 10  # 60 passes of 5-7 passes per slab
+
+
+def test_a_mill_worker_refuses_a_passes_topic_with_several_partitions(tmp_path: Path) -> None:
+    """Across partitions the order of lines would depend on timing: refused, in one line."""
+    SqliteLog(tmp_path / "log.db").create_topic(PASSES_TOPIC, 4)
+    with pytest.raises(ValueError) as error:
+        _run(tmp_path / "log.db")
+    assert str(error.value) == (
+        "topic 'mill.passes' has 4 partitions: flow 'mill' needs 1 (recreate the topic)"
+    )
+
+
 @pytest.mark.parametrize("scenario", ["none", "gradual", "abrupt"])
 def test_router_never_serves_outside_its_limits_and_explains_every_fallback(
     tmp_path: Path, scenario: str

@@ -50,7 +50,7 @@ def run_in_memory(
 
     log = MemoryLog(default_partitions=partitions)
     source = flow.source
-    log.create_topic(source.topic, partitions)
+    log.create_topic(source.topic, source.partitions or partitions)
     for topic in flow.repartition_topics():
         log.create_topic(topic, partitions)
     log.produce(_records(source.topic, source.partitioned_by, events))

@@ -41,7 +41,8 @@ def mill_flow(config: MillPipelineConfig | None = None, **overrides: Any) -> Flo
     ttl_s=60``), a ``router`` given as a dict becomes a :class:`RouterConfig`."""
     cfg = _config(config, overrides)
     passes = MILL_PASSES
-    flow = Flow(FLOW_NAME, Source(passes.name, passes.event_type, passes.partitioned_by))
+    source = Source(passes.name, passes.event_type, passes.partitioned_by, passes.partitions)
+    flow = Flow(FLOW_NAME, source)
     per_line = (
         flow.stream.key_by("slab_id")
         .process(PassJoin(cfg.ttl_s, cfg.memory_s))

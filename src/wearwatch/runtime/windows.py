@@ -19,9 +19,10 @@ observed under (``wm_us``: its source partition's watermark when it was read, ca
 repartitions):
 
 * tumbling/hopping: the item is late for a window if ``end + grace <= wm_us``;
-* session: the item is late if ``ts + grace <= wm_us`` (an item that far behind could touch a
-  session already emitted; with this rule it never can, so sessions do not depend on the order
-  in which upstream partitions' records interleave).
+* session: the item is late if ``ts + grace < wm_us``. An item further behind could touch a
+  session already emitted (which closed at ``last + gap + grace <= W``); with this rule it
+  never can, so sessions do not depend on the order in which upstream partitions' records
+  interleave.
 
 A late item is counted once (``late``) and dead-lettered with its bytes and the reason; never
 silently dropped. Results are emitted in ``(end, definition, start)`` order with series sorted
@@ -235,7 +236,7 @@ class WindowAssigner:
             grace = d.grace_us
             assert grace is not None
             if d.kind == "session":
-                if ts_us + grace <= wm_us:
+                if ts_us + grace < wm_us:
                     late.append((i, ts_us, ts_us + d.size_us))
                     continue
                 self._add_session(windows, i, d, ts_us, series, value)

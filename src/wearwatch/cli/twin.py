@@ -73,7 +73,7 @@ def mill_cmd(
 ) -> None:
     """Run the hot strip mill twin against the configured log (or to JSON lines).
 
-    Passes go to mill.passes (keyed by product line), true wear and maintenance to
+    Passes go to mill.passes (keyed by slab), true wear and maintenance to
     mill.twin. In paced runs (--speed > 0) the twin follows live commands from mill.control
     (see `wearwatch twin command --help`).
     """

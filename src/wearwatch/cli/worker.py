@@ -81,7 +81,7 @@ def _run_one(
             console.print(
                 f"[dim]{time.strftime('%H:%M:%S')} {worker.group}[{os.getpid()}][/] "
                 f"in={c['in']:,} out={c['out']:,} "
-                f"dead={c['dead_lettered']:,} late={c['late']:,} dup={c['duplicate']:,} "
+                f"dead={c['dead_lettered']:,} late={c['late']:,} dup={c['duplicates']:,} "
                 f"partitions={sorted(worker.states)}{outage}",
                 highlight=False,
             )

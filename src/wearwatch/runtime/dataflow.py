@@ -70,11 +70,14 @@ def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 class Source:
     """A topic and the event type its records hold. ``partitioned_by`` is the topic's
     contract: the attribute its producers key records by (None: unknown, so any ``key_by``
-    repartitions)."""
+    repartitions). ``partitions``: the partition count the flow relies on (e.g. 1 where the
+    order across keys matters); a worker creates the topic so, and refuses one that differs
+    (None: whatever the topic has)."""
 
     topic: str
     event_type: type
     partitioned_by: str | None = None
+    partitions: int | None = None
 
 
 @dataclass

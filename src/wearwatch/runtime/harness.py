@@ -64,7 +64,7 @@ def run_in_memory(
             "the empty partitions would hold windows after a repartition open"
         )
     log = MemoryLog(default_partitions=partitions)
-    log.create_topic(source.topic, partitions)
+    log.create_topic(source.topic, source.partitions or partitions)
     for topic in flow.repartition_topics():
         log.create_topic(topic, partitions)
     log.produce(_records(source.topic, key, partitions, events))

@@ -17,7 +17,9 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/wearwatch demo
 
+# The architecture contract first: a layering mistake fails in a second, not after the suite.
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q tests src
 
 bench: $(STAMP)
@@ -27,6 +29,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from wearwatch.learn.benchmark import run_learner_benchmark
+from wearwatch.benchmarks.learners import run_learner_benchmark
 from wearwatch.learn.online import LEARNER_NAMES, RLSRegressor, make_learner
 from wearwatch.learn.standardise import WelfordScaler
 

@@ -24,20 +24,20 @@ from wearwatch.events import (
     Setpoint,
     TwinTelemetry,
 )
-from wearwatch.pipelines.mill.operator import (
-    DECISIONS_TOPIC,
-    DRIFT_TOPIC,
-    OUTCOMES_TOPIC,
-    PASSES_TOPIC,
-    TWIN_TOPIC,
-    MillOperator,
-)
-from wearwatch.runtime.worker import Worker, WorkerOptions
+from wearwatch.pipelines.mill.flow import mill_flow
+from wearwatch.runtime.flow_worker import FlowWorker
+from wearwatch.runtime.worker import WorkerOptions
 from wearwatch.store.analytics import AnalyticsStore, sink_topics
+from wearwatch.topics import MILL_DECISIONS, MILL_DRIFT, MILL_OUTCOMES, MILL_PASSES, MILL_TWIN
 from wearwatch.twin.mill.publish import publish
 from wearwatch.twin.mill.simulation import MillTwin, MillTwinConfig
 
 GROUP = "mill"
+DECISIONS_TOPIC = MILL_DECISIONS.name
+DRIFT_TOPIC = MILL_DRIFT.name
+OUTCOMES_TOPIC = MILL_OUTCOMES.name
+PASSES_TOPIC = MILL_PASSES.name
+TWIN_TOPIC = MILL_TWIN.name
 
 
 def _publish(path: Path, scenario: str, passes: int, batch: int = 200) -> SqliteLog:
@@ -56,13 +56,39 @@ def _publish(path: Path, scenario: str, passes: int, batch: int = 200) -> Sqlite
     return log
 
 
-def _run(log: SqliteLog) -> dict[str, int]:
+def _run(path: Path) -> dict[str, int]:
+    """Both stages of the mill flow, as ``wearwatch worker mill`` runs them."""
     options = WorkerOptions(exit_when_idle=True, poll_timeout_s=0.0)
-    return dict(Worker(log, MillOperator(), GROUP, options).run(install_signals=False))
+    runner = FlowWorker(lambda: SqliteLog(path), mill_flow(), GROUP, options)
+    return dict(runner.run(install_signals=False))
 
 
 def _decisions(log: SqliteLog) -> list[tuple[str, bytes]]:
     return sorted((r.rid, r.value) for r in read_all(log, DECISIONS_TOPIC))
+
+
+def test_the_twin_keys_passes_by_slab_on_the_one_partition_topics_declares(
+    tmp_path: Path,
+) -> None:
+    log = _publish(tmp_path / "log.db", "none", 60, batch=5)
+    assert log.partitions(PASSES_TOPIC) == MILL_PASSES.partitions == 1
+    records = read_all(log, PASSES_TOPIC)
+    slabs = set()
+    for r in records:
+        batch = msgspec.json.decode(r.value, type=list[PassRequest | PassActual])
+        assert r.key == batch[0].slab_id.encode()  # a batch record is keyed by its first event
+        slabs.update(e.slab_id for e in batch)
+    assert len(records) > 1 and len(slabs) == 10  # 60 passes of 5-7 passes per slab
+
+
+def test_a_mill_worker_refuses_a_passes_topic_with_several_partitions(tmp_path: Path) -> None:
+    """Across partitions the order of lines would depend on timing: refused, in one line."""
+    SqliteLog(tmp_path / "log.db").create_topic(PASSES_TOPIC, 4)
+    with pytest.raises(ValueError) as error:
+        _run(tmp_path / "log.db")
+    assert str(error.value) == (
+        "topic 'mill.passes' has 4 partitions: flow 'mill' needs 1 (recreate the topic)"
+    )
 
 
 @pytest.mark.parametrize("scenario", ["none", "gradual", "abrupt"])
@@ -70,7 +96,7 @@ def test_router_never_serves_outside_its_limits_and_explains_every_fallback(
     tmp_path: Path, scenario: str
 ) -> None:
     log = _publish(tmp_path / "log.db", scenario, 900)
-    counters = _run(log)
+    counters = _run(tmp_path / "log.db")
     requests = {
         (e.slab_id, e.pass_no): e
         for r in read_all(log, PASSES_TOPIC)
@@ -89,7 +115,7 @@ def test_router_never_serves_outside_its_limits_and_explains_every_fallback(
         assert d.served_force_kn <= min(1.25 * d.baseline_force_kn, rating) + 1e-6
         if d.source != "model":
             assert d.reason and d.reason != "model", d
-    assert counters["duplicate"] > 0 and counters["orphans"] > 0
+    assert counters["duplicates"] > 0 and counters["orphans"] > 0
     drifts = [msgspec.json.decode(r.value, type=DriftDetected) for r in read_all(log, DRIFT_TOPIC)]
     assert counters.get("drifts", 0) == len(drifts)
     if scenario == "abrupt":
@@ -117,7 +143,7 @@ def test_killed_mill_worker_makes_the_same_decisions_as_an_uninterrupted_one(
     crashed = tmp_path / "crashed.db"
     shutil.copy(reference, crashed)
     log = SqliteLog(reference)
-    _run(log)
+    _run(reference)
     expected = _decisions(log)
     expected_outcomes = sorted((r.rid, r.value) for r in read_all(log, OUTCOMES_TOPIC))
     total = sum(log.end_offsets(PASSES_TOPIC).values())

@@ -255,7 +255,7 @@ def test_cmapss_dir_setting_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("WEARWATCH_CMAPSS_DIR", str(tmp_path))
     get_settings.cache_clear()
     try:
-        assert default_data_dir() == tmp_path
+        assert default_data_dir(get_settings().cmapss_dir) == tmp_path
         res = _run("train", "cmapss")  # no --data: the setting is used, and it is empty
     finally:
         get_settings.cache_clear()

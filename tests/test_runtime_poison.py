@@ -25,6 +25,7 @@ from wearwatch.events import DeadLetter, Reading, ReadingTotals
 from wearwatch.pipelines.reading_totals import READINGS_TOPIC, TOTALS_TOPIC, ReadingTotalsOperator
 from wearwatch.runtime.operator import DEAD_LETTER_TOPIC, Context
 from wearwatch.runtime.worker import Worker, WorkerOptions
+from wearwatch.wiring import worker_options
 
 #: Every record below is appended at this (patched) wall-clock time, so the event-time guard's
 #: decisions do not depend on when the test runs.
@@ -496,7 +497,7 @@ def test_the_guard_bound_reaches_the_worker_from_the_setting(
     monkeypatch.setenv("WEARWATCH_MAX_FUTURE_S", "3600")
     get_settings.cache_clear()
     try:
-        assert WorkerOptions.from_settings().max_future_s == 3600.0
+        assert worker_options(get_settings()).max_future_s == 3600.0
     finally:
         get_settings.cache_clear()
     assert WorkerOptions().max_future_s == Settings.model_fields["max_future_s"].default == 86400

@@ -174,15 +174,17 @@ def test_kafka_topics_get_retention_ms_minus_one_for_zero(
 ) -> None:
     from confluent_kafka.admin import AdminClient, ConfigResource
 
-    from wearwatch.bus.kafka import KafkaLog
     from wearwatch.config import get_settings
+    from wearwatch.wiring import open_configured_log
 
     created = {}
-    for retention in ("0", "3600"):
+    for retention in ("0", "3600"):  # the setting reaches the broker through the app's wiring
         monkeypatch.setenv("WEARWATCH_RETENTION_S", retention)
         get_settings.cache_clear()
         topic = f"retention-{retention}"
-        KafkaLog(kafka_url).create_topic(topic, 1)
+        log = open_configured_log(get_settings(), kafka_url)
+        log.create_topic(topic, 1)
+        log.close()
         created[topic] = retention
     get_settings.cache_clear()
     admin = AdminClient({"bootstrap.servers": kafka_url.removeprefix("kafka://"), "log_level": 0})

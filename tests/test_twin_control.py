@@ -13,8 +13,7 @@ from wearwatch.bus.base import OutRecord, read_all
 from wearwatch.bus.sqlite import SqliteLog
 from wearwatch.cli import app
 from wearwatch.events import DeadLetter, MaintenanceEvent, TwinCommand, TwinTelemetry, encode, utc
-from wearwatch.pipelines.mill.operator import CONTROL_TOPIC, TWIN_TOPIC
-from wearwatch.runtime.operator import DEAD_LETTER_TOPIC
+from wearwatch.topics import DEAD_LETTERS, MILL_CONTROL, MILL_TWIN
 from wearwatch.twin.mill.publish import publish, send_command
 from wearwatch.twin.mill.simulation import MillTwin, MillTwinConfig
 
@@ -22,7 +21,7 @@ from wearwatch.twin.mill.simulation import MillTwin, MillTwinConfig
 def _truth(log: SqliteLog) -> list[MaintenanceEvent | TwinTelemetry]:
     return [
         e
-        for r in read_all(log, TWIN_TOPIC)
+        for r in read_all(log, MILL_TWIN.name)
         for e in msgspec.json.decode(r.value, type=list[MaintenanceEvent | TwinTelemetry])
     ]
 
@@ -33,7 +32,7 @@ def test_commands_on_the_control_topic_steer_a_running_twin(tmp_path: Path) -> N
     log.produce(
         [
             OutRecord(
-                CONTROL_TOPIC,
+                MILL_CONTROL.name,
                 b"x",
                 encode(
                     TwinCommand(ts=utc(0.0), command="gradual", args={"step": 0.1, "every_s": -5})
@@ -49,9 +48,9 @@ def test_commands_on_the_control_topic_steer_a_running_twin(tmp_path: Path) -> N
     wear = [e.value for e in truth if isinstance(e, TwinTelemetry)]
     assert wear[0] == 0.0 and wear[-1] == pytest.approx(0.8)  # new rolls, then the shock
     (letter,) = [
-        msgspec.json.decode(r.value, type=DeadLetter) for r in read_all(log, DEAD_LETTER_TOPIC)
+        msgspec.json.decode(r.value, type=DeadLetter) for r in read_all(log, DEAD_LETTERS.name)
     ]
-    assert "every_s=-5" in letter.reason and letter.source_topic == CONTROL_TOPIC
+    assert "every_s=-5" in letter.reason and letter.source_topic == MILL_CONTROL.name
 
 
 @pytest.mark.parametrize(

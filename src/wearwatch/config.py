@@ -1,4 +1,8 @@
-"""All of wearwatch's configuration, in one place.
+"""All of wearwatch's configuration, in one place; read only where the app is wired.
+
+The CLI (and the API's startup) call :func:`get_settings` and pass values down, mostly through
+:mod:`wearwatch.wiring`; the layers below (``bus``, ``runtime``, ``store``, ``learn``, …) never
+import this module — the architecture contract in ``pyproject.toml`` enforces it.
 
 Precedence (highest first): explicit arguments, ``WEARWATCH_*`` environment variables, the TOML
 file (``WEARWATCH_CONFIG`` or ``./wearwatch.toml``), then the defaults below. ``wearwatch config
@@ -19,6 +23,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from wearwatch.bus.base import DEFAULT_PARTITIONS, DEFAULT_RETENTION_S
 
 ENV_PREFIX = "WEARWATCH_"
 DEFAULT_TOML = Path("wearwatch.toml")
@@ -59,9 +65,11 @@ class Settings(BaseSettings):
         "",
         description="log URL: sqlite:///path/to.db (default: <data_dir>/log.db) or kafka://host:port",
     )
-    partitions: int = Field(4, ge=1, le=1024, description="partitions per new topic")
+    partitions: int = Field(
+        DEFAULT_PARTITIONS, ge=1, le=1024, description="partitions per new topic"
+    )
     retention_s: RetentionSeconds = Field(
-        7 * 24 * 3600.0, description="log retention of new topics, seconds; 0 = keep forever"
+        DEFAULT_RETENTION_S, description="log retention of new topics, seconds; 0 = keep forever"
     )
     max_event_bytes: int = Field(65536, ge=256, description="larger events are dead-lettered")
     watermark_delay_s: Seconds = Field(5.0, description="bounded out-of-orderness")

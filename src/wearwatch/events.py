@@ -111,6 +111,18 @@ class PassOutcome(Event, tag="pass_outcome", kw_only=True):
     router_state: str = ""
 
 
+class JoinedPass(Event, tag="joined_pass", kw_only=True):
+    """Both halves of one pass, joined on (slab_id, pass_no): what the mill's join hands to
+    its per-line stage. ``ts`` is the later of the two halves' times."""
+
+    request: PassRequest
+    actual: PassActual
+
+    @property
+    def line(self) -> str:
+        return self.request.line
+
+
 class DriftDetected(Event, tag="drift_detected", kw_only=True):
     """A learner's drift detector fired (the learner re-adapts; the router keeps watching)."""
 
@@ -212,6 +224,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     PassActual,
     Setpoint,
     PassOutcome,
+    JoinedPass,
     DriftDetected,
     TwinTelemetry,
     Reading,
@@ -229,6 +242,7 @@ AnyEvent = (
     | PassActual
     | Setpoint
     | PassOutcome
+    | JoinedPass
     | DriftDetected
     | TwinTelemetry
     | Reading

@@ -2,27 +2,44 @@
 
 from __future__ import annotations
 
-from wearwatch.bus.base import Consumer, Log, OutRecord, Record, partition_for, read_all
+from wearwatch.bus.base import (
+    DEFAULT_PARTITIONS,
+    DEFAULT_RETENTION_S,
+    Consumer,
+    Log,
+    OutRecord,
+    Record,
+    partition_for,
+    read_all,
+)
 
 
-def open_log(url: str | None = None) -> Log:
-    """``sqlite:///path/to.db`` (embedded, default) or ``kafka://host:port``."""
-    from wearwatch.config import get_settings
+def open_log(
+    url: str,
+    *,
+    partitions: int = DEFAULT_PARTITIONS,
+    retention_s: float = DEFAULT_RETENTION_S,
+) -> Log:
+    """``sqlite:///path/to.db`` (embedded) or ``kafka://host:port``.
 
-    settings = get_settings()
-    url = url or settings.bus_url
+    ``partitions`` and ``retention_s`` apply to topics the log creates; the app passes its
+    configured values (see :func:`wearwatch.wiring.open_configured_log`).
+
+    >>> open_log("mqtt://plant")
+    Traceback (most recent call last):
+    ...
+    ValueError: bus='mqtt://plant': expected sqlite:///path/to.db or kafka://host:port
+    """
     if url.startswith("sqlite:///"):
         from wearwatch.bus.sqlite import SqliteLog
 
         return SqliteLog(
-            url.removeprefix("sqlite:///"),
-            default_partitions=settings.partitions,
-            retention_s=settings.retention_s,
+            url.removeprefix("sqlite:///"), default_partitions=partitions, retention_s=retention_s
         )
     if url.startswith("kafka://"):
         from wearwatch.bus.kafka import KafkaLog
 
-        return KafkaLog(url)
+        return KafkaLog(url, default_partitions=partitions, retention_s=retention_s)
     raise ValueError(f"bus={url!r}: expected sqlite:///path/to.db or kafka://host:port")
 
 

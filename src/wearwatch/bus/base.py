@@ -30,6 +30,11 @@ class PartitionsLostError(LogError):
         self.partitions = list(partitions)
 
 
+#: Partitions of a topic created without a count, and how long new topics keep records: the
+#: backends' defaults when the app passes none (the app passes its settings' values).
+DEFAULT_PARTITIONS = 4
+DEFAULT_RETENTION_S = 7 * 24 * 3600.0
+
 #: Longest finite retention, 1000 years: anything longer means "forever", which ``0`` says, and
 #: its milliseconds (Kafka's ``retention.ms``, SQLite's cutoff) stay far inside 64-bit integers.
 MAX_RETENTION_S = 1000 * 365.25 * 86400

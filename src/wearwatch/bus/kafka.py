@@ -50,12 +50,15 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from wearwatch.bus.base import (
+    DEFAULT_PARTITIONS,
+    DEFAULT_RETENTION_S,
     AssignCallback,
     LogError,
     Outage,
     OutRecord,
     Record,
     TopicPartition,
+    check_retention_s,
     partition_for,
     retention_ms,
 )
@@ -215,9 +218,25 @@ def _raise_if_real(err: KafkaError, what: str) -> None:
 class KafkaLog:
     """A :class:`~wearwatch.bus.base.Log` on a Kafka-protocol cluster."""
 
-    def __init__(self, url: str, *, client_config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        default_partitions: int = DEFAULT_PARTITIONS,
+        retention_s: float = DEFAULT_RETENTION_S,
+        client_config: dict[str, Any] | None = None,
+    ) -> None:
         self.url = url
         self._bootstrap = bootstrap_servers(url)
+        try:
+            check_retention_s(retention_s)
+        except ValueError as exc:
+            raise ValueError(f"{url}: {exc}") from None
+        if default_partitions < 1:
+            raise ValueError(f"{url}: default_partitions={default_partitions}: must be at least 1")
+        #: Partitions and retention of the topics this log creates (``create_topic``).
+        self.default_partitions = default_partitions
+        self.retention_s = retention_s
         # Extra librdkafka properties for every client (security settings and such).
         self._extra = dict(client_config or {})
         self._admin = AdminClient(self._config({"allow.auto.create.topics": False}))
@@ -270,9 +289,10 @@ class KafkaLog:
     ) -> None:
         """Create ``name`` if missing (idempotent); an existing topic keeps its partitions.
 
-        New topics get ``retention.ms`` from ``settings.retention_s`` (``0``: ``-1``, kept
-        forever; ``compact``: log compaction instead, so only the latest record per key is kept);
-        returns once metadata shows the topic with a leader for every partition.
+        New topics get ``default_partitions`` unless ``partitions`` is given, and
+        ``retention.ms`` from ``retention_s`` (``0``: ``-1``, kept forever; ``compact``: log
+        compaction instead, so only the latest record per key is kept); returns once metadata
+        shows the topic with a leader for every partition.
         """
         if name in self._partitions:
             return
@@ -280,14 +300,11 @@ class KafkaLog:
         if existing is not None:
             self._partitions[name] = existing
             return
-        from wearwatch.config import get_settings
-
-        settings = get_settings()
-        count = partitions if partitions is not None else settings.partitions
+        count = partitions if partitions is not None else self.default_partitions
         config = (
             {"cleanup.policy": "compact"}
             if compact
-            else {"retention.ms": str(retention_ms(settings.retention_s))}
+            else {"retention.ms": str(retention_ms(self.retention_s))}
         )
         for replication in (-1, 1):  # -1: the broker's default; old brokers need a number
             future = self._admin.create_topics(

@@ -35,7 +35,6 @@ class MemoryLog:
         #: Per topic, every record in the order it was appended (across partitions).
         self._order: dict[str, list[Record]] = {}
         self._committed: dict[tuple[str, TopicPartition], int] = {}
-        self._clock_ms = 0
 
     def create_topic(
         self, name: str, partitions: int | None = None, *, compact: bool = False
@@ -63,15 +62,16 @@ class MemoryLog:
             partition = rec.partition
             if partition is None:
                 partition = partition_for(rec.key, len(parts))
-            # A logical clock, not wall time: the harness must not depend on when it runs.
-            self._clock_ms += 1
+            # No append time (0): the harness must not depend on when it runs, and a record
+            # without one is not judged by the worker's event-time guard (that guard protects
+            # the real logs and is tested there).
             record = Record(
                 rec.topic,
                 partition,
                 len(parts[partition]),
                 rec.key,
                 rec.value,
-                self._clock_ms,
+                0,
                 rec.rid,
             )
             parts[partition].append(record)

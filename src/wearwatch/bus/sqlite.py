@@ -45,6 +45,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from wearwatch.bus.base import (
+    DEFAULT_PARTITIONS,
+    DEFAULT_RETENTION_S,
     AssignCallback,
     LogError,
     OutRecord,
@@ -210,8 +212,8 @@ class SqliteLog:
         self,
         path: str | Path,
         *,
-        default_partitions: int = 4,
-        retention_s: float = 7 * 24 * 3600.0,
+        default_partitions: int = DEFAULT_PARTITIONS,
+        retention_s: float = DEFAULT_RETENTION_S,
         synchronous: str = "NORMAL",
     ) -> None:
         self.path = Path(path)
@@ -220,6 +222,10 @@ class SqliteLog:
             check_retention_s(retention_s)
         except ValueError as exc:
             raise ValueError(f"{self.url}: {exc}") from None
+        if default_partitions < 1:
+            raise ValueError(
+                f"{self.url}: default_partitions={default_partitions}: must be at least 1"
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -73,7 +73,7 @@ def learners(
     MOA's AMRulesRegressor runs through capymoa when a Java runtime and capymoa are
     installed (`pip install -e '.[bench]'`); otherwise the output says why it did not run.
     """
-    from wearwatch.learn.benchmark import run_learner_benchmark
+    from wearwatch.benchmarks.learners import run_learner_benchmark
 
     with Console(stderr=True).status("streaming the drifting mill data through every learner…"):
         report = run_learner_benchmark(seed=seed, passes=passes, include_capymoa=capymoa)

@@ -27,20 +27,24 @@ def register(app: typer.Typer) -> None:
         """Twin → log → mill pipeline → analytics store, then a summary from DuckDB."""
         from wearwatch.bus.sqlite import SqliteLog
         from wearwatch.config import get_settings
-        from wearwatch.pipelines.mill.operator import OUTCOMES_TOPIC, MillOperator
-        from wearwatch.runtime.worker import Worker, WorkerOptions
+        from wearwatch.pipelines.mill.flow import mill_flow
+        from wearwatch.runtime.flow_worker import FlowWorker
         from wearwatch.store.analytics import AnalyticsStore, sink_topics
+        from wearwatch.topics import MILL_OUTCOMES
         from wearwatch.twin.mill.publish import publish
         from wearwatch.twin.mill.scenarios import SCENARIOS
         from wearwatch.twin.mill.simulation import MillTwin, MillTwinConfig
+        from wearwatch.wiring import worker_options
 
         if scenario not in SCENARIOS:
             fail(f"--scenario {scenario!r}: expected one of {', '.join(SCENARIOS)}")
         console = Console()
-        workdir = get_settings().data_dir / "demo"
+        settings = get_settings()
+        workdir = settings.data_dir / "demo"
         if fresh and workdir.exists():
             shutil.rmtree(workdir)
-        log = SqliteLog(workdir / "log.db")
+        path = workdir / "log.db"
+        log = SqliteLog(path)
         twin = MillTwin(
             MillTwinConfig(
                 seed=seed,
@@ -55,23 +59,20 @@ def register(app: typer.Typer) -> None:
             stats = publish(log, twin.events(max_passes=passes))
         console.print(f"twin: {stats.passes:,} passes, {stats.events:,} events → {log.url}")
         with console.status("mill pipeline: join → learn → route (exactly once)…"):
-            counters = Worker(
-                log,
-                MillOperator(seed=seed),
+            counters = FlowWorker(
+                lambda: SqliteLog(path),
+                mill_flow(seed=seed),
                 "mill",
-                WorkerOptions.from_settings(
-                    exit_when_idle=True,
-                    poll_timeout_s=0.0,
-                    checkpoint_key=get_settings().checkpoint_key,
-                ),
+                worker_options(settings, exit_when_idle=True, poll_timeout_s=0.0),
             ).run(install_signals=False)
         console.print(
-            f"pipeline: {counters['in']:,} events in, {counters['joined']:,} passes joined, "
-            f"{counters['orphans']:,} orphans, {counters['duplicate']:,} duplicates, "
-            f"{counters['late']:,} late, {counters['dead_lettered']:,} dead-lettered"
+            f"pipeline: {counters['requests']:,} requests, {counters['actuals']:,} measurements, "
+            f"{counters['joined']:,} passes joined, "
+            f"{counters['orphans']:,} orphans ({counters['too_late']:,} too late), "
+            f"{counters['duplicates']:,} duplicates, {counters['dead_lettered']:,} dead-lettered"
         )
         store = AnalyticsStore(workdir / "analytics.duckdb")
-        written = sink_topics(log, store, [OUTCOMES_TOPIC], "analytics")
+        written = sink_topics(log, store, [MILL_OUTCOMES.name], "analytics")
         console.print(f"analytics: {written:,} pass outcomes → {workdir / 'analytics.duckdb'}")
         _summary(console, store)
         store.close()

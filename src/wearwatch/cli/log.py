@@ -21,10 +21,11 @@ RAW_CHARS = 400
 
 
 def _open(bus: str | None):
-    from wearwatch.bus import open_log
+    from wearwatch.config import get_settings
+    from wearwatch.wiring import open_configured_log
 
     try:
-        return open_log(bus)
+        return open_configured_log(get_settings(), bus)
     except ValueError as exc:
         fail(describe(exc))
 
@@ -110,19 +111,19 @@ def dead_letters(
 ) -> None:
     """The most recent dead letters: where each came from, why, and its raw bytes."""
     from wearwatch.events import DeadLetter
-    from wearwatch.runtime.operator import DEAD_LETTER_TOPIC
+    from wearwatch.topics import DEAD_LETTERS
 
     log = _open(bus)
-    log.create_topic(DEAD_LETTER_TOPIC)
+    DEAD_LETTERS.create(log)
     table = Table(title="dead letters (newest last)")
     for col in ("source", "field", "reason", "raw"):
         table.add_column(col, overflow="fold")
-    for record in _last(log, DEAD_LETTER_TOPIC, n):
+    for record in _last(log, DEAD_LETTERS.name, n):
         try:
             letter = msgspec.json.decode(record.value, type=DeadLetter)
         except (msgspec.MsgspecError, ValueError, RecursionError):
             # Anyone may write to the topic: show what is there instead of stopping.
-            where = f"{DEAD_LETTER_TOPIC}/{record.partition}@{record.offset}"
+            where = f"{DEAD_LETTERS.name}/{record.partition}@{record.offset}"
             table.add_row(where, "", "not a dead letter", _raw(record.value, limit=120))
             continue
         raw = letter.raw.decode(errors="replace")

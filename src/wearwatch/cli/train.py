@@ -118,7 +118,7 @@ def cmapss(
 
     subsets = _subsets(subset)
     settings = get_settings()
-    directory = Path(data) if data is not None else default_data_dir()
+    directory = Path(data) if data is not None else default_data_dir(settings.cmapss_dir)
     if missing_files(directory, subsets):
         fail(missing_hint(directory, subsets))
     config = TrainConfig(seed=settings.seed if seed is None else seed)

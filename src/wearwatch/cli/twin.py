@@ -73,7 +73,7 @@ def mill_cmd(
 ) -> None:
     """Run the hot strip mill twin against the configured log (or to JSON lines).
 
-    Passes go to mill.passes (keyed by product line), true wear and maintenance to
+    Passes go to mill.passes (keyed by slab), true wear and maintenance to
     mill.twin. In paced runs (--speed > 0) the twin follows live commands from mill.control
     (see `wearwatch twin command --help`).
     """
@@ -130,10 +130,11 @@ def _write_lines(events: object, out: Path, speed: float, encode: object) -> Non
 def _publish_to_log(twin: object, events: object, bus: str | None, speed: float) -> None:
     from rich.console import Console
 
-    from wearwatch.bus import open_log
+    from wearwatch.config import get_settings
     from wearwatch.twin.mill.publish import PublishStats, publish
+    from wearwatch.wiring import open_configured_log
 
-    log = open_log(bus)
+    log = open_configured_log(get_settings(), bus)
     console = Console(stderr=True)
 
     def progress(stats: PublishStats) -> None:
@@ -172,10 +173,11 @@ app.add_typer(command_app, name="command")
 
 
 def _send(command: str, args: dict[str, object], bus: str | None) -> None:
-    from wearwatch.bus import open_log
+    from wearwatch.config import get_settings
     from wearwatch.twin.mill.publish import send_command
+    from wearwatch.wiring import open_configured_log
 
-    log = open_log(bus)
+    log = open_configured_log(get_settings(), bus)
     try:
         send_command(log, command, args)
     except ValueError as exc:

@@ -52,20 +52,20 @@ def _run_one(
 ) -> None:
     from rich.console import Console
 
-    from wearwatch.bus import open_log
     from wearwatch.cli.stderr import configure_logging
     from wearwatch.config import get_settings
     from wearwatch.pipelines import build_pipeline
     from wearwatch.runtime.dataflow import Flow
     from wearwatch.runtime.flow_worker import FlowWorker
-    from wearwatch.runtime.worker import Worker, WorkerOptions
+    from wearwatch.runtime.worker import Worker
+    from wearwatch.wiring import open_configured_log, worker_options
 
     configure_logging()  # also in processes spawned by --workers
     operator = build_pipeline(pipeline, params)
     settings = get_settings()
-    options = WorkerOptions.from_settings(
+    options = worker_options(
+        settings,
         exit_when_idle=exit_when_idle,
-        checkpoint_key=settings.checkpoint_key,
         unsigned_checkpoints=unsigned_checkpoints or settings.checkpoint_unsigned,
     )
     console = Console(stderr=True, soft_wrap=True)  # one line per progress report
@@ -81,16 +81,19 @@ def _run_one(
             console.print(
                 f"[dim]{time.strftime('%H:%M:%S')} {worker.group}[{os.getpid()}][/] "
                 f"in={c['in']:,} out={c['out']:,} "
-                f"dead={c['dead_lettered']:,} late={c['late']:,} dup={c['duplicate']:,} "
+                f"dead={c['dead_lettered']:,} late={c['late']:,} dup={c['duplicates']:,} "
                 f"partitions={sorted(worker.states)}{outage}",
                 highlight=False,
             )
 
     if isinstance(operator, Flow):
-        runner = FlowWorker(lambda: open_log(bus), operator, group, options, progress)
+        # One log connection per stage (each stage runs in its own thread).
+        runner = FlowWorker(
+            lambda: open_configured_log(settings, bus), operator, group, options, progress
+        )
         counters = runner.run()
     else:
-        log = open_log(bus)
+        log = open_configured_log(settings, bus)
         counters = Worker(log, operator, group, options, on_progress=progress).run()
         log.close()
     if not quiet:

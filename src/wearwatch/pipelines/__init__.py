@@ -20,7 +20,11 @@ from wearwatch.runtime.operator import KeyedOperator
 PIPELINES = REGISTRY
 
 #: Modules of this package whose import registers flows.
-BUILTIN_MODULES: tuple[str, ...] = ("wearwatch.pipelines.fleet_features",)
+BUILTIN_MODULES: tuple[str, ...] = (
+    "wearwatch.pipelines.fleet_features",
+    "wearwatch.pipelines.reading_windows",
+    "wearwatch.pipelines.mill.flow",
+)
 
 
 def _reading_totals(**params: Any) -> KeyedOperator:
@@ -29,14 +33,7 @@ def _reading_totals(**params: Any) -> KeyedOperator:
     return ReadingTotalsOperator(**params)
 
 
-def _mill(**params: Any) -> KeyedOperator:
-    from wearwatch.pipelines.mill.operator import MillOperator
-
-    return MillOperator(**params)
-
-
 PIPELINES.setdefault("reading_totals", _reading_totals)
-PIPELINES.setdefault("mill", _mill)
 
 
 def _load_registrations() -> None:

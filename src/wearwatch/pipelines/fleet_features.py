@@ -20,12 +20,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cache
 
-from wearwatch.events import FeatureVector, Reading, WindowResult
+from wearwatch import topics
+from wearwatch.events import FeatureVector, WindowResult
 from wearwatch.runtime.dataflow import Flow, Source, register
 from wearwatch.runtime.windows import tumbling
 
-READINGS_TOPIC = "fleet.readings"
-FEATURES_TOPIC = "fleet.features"
+READINGS_TOPIC = topics.READINGS.name
+FEATURES_TOPIC = topics.FEATURES.name
 #: The features of a window per sensor (``sum`` adds nothing that ``mean`` and ``count`` miss).
 FEATURES: tuple[str, ...] = ("count", "mean", "std", "min", "max", "slope", "latest")
 
@@ -57,7 +58,11 @@ def fleet_features(
     output_topic: str = FEATURES_TOPIC,
 ) -> Flow:
     """Readings (partitioned by machine) → per machine and window, a feature vector."""
-    flow = Flow("fleet_features", Source(input_topic, Reading, partitioned_by="machine_id"))
+    source = topics.READINGS
+    flow = Flow(
+        "fleet_features",
+        Source(input_topic, source.event_type, partitioned_by=source.partitioned_by),
+    )
     windows = flow.stream.key_by("machine_id").window(
         *(tumbling(float(size)) for size in windows_s),
         grace=grace_s,

@@ -11,9 +11,10 @@ from typing import Any
 
 from wearwatch.events import Reading, ReadingTotals, utc
 from wearwatch.runtime.operator import Context, KeyedOperator
+from wearwatch.topics import READING_TOTALS, READINGS
 
-READINGS_TOPIC = "fleet.readings"
-TOTALS_TOPIC = "fleet.reading_totals"
+READINGS_TOPIC = READINGS.name
+TOTALS_TOPIC = READING_TOTALS.name
 
 
 class ReadingTotalsOperator(KeyedOperator):

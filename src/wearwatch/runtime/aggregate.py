@@ -28,7 +28,6 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +39,7 @@ AGGREGATIONS: tuple[str, ...] = ("count", "sum", "mean", "std", "min", "max", "s
 
 
 #: A :class:`SeriesStats` as plain numbers: (n, value mean, value variance, time mean, time
-#: variance, covariance, min, max, latest time, latest value); variances population ones.
+#: variance, covariance, min, max, latest time, latest value); variances are population ones.
 State = tuple[float, float, float, float, float, float, float, float, float, float]
 
 
@@ -48,10 +47,10 @@ class SeriesStats:
     """Sufficient statistics of one series in one window (population std, least-squares slope
     of value on time, latest = value at the largest time, later arrival wins ties).
 
-    Statistics made from numbers (a vectorised :class:`GroupPartial`, a checkpoint) stay
-    numbers until a sample is added or another is merged in: the columnar path makes
-    thousands per batch, and River's estimators get built only for those the per-event path
-    touches.
+    Statistics made from numbers (a checkpoint, a :class:`StatsTable` slot, a
+    :class:`GroupPartial`) stay numbers until a sample is added or another is merged in:
+    windows closed by the columnar path are read once and dropped, and building River's
+    three estimators for each costs more than everything else done with them.
     """
 
     __slots__ = ("_state", "cov", "latest_t", "latest_v", "max", "min", "t_var", "v_var")
@@ -66,18 +65,8 @@ class SeriesStats:
         self.latest_t = -math.inf
         self.latest_v = math.nan
 
-    @classmethod
-    def of_state(cls, state: State) -> SeriesStats:
-        out = cls.__new__(cls)
-        out._state = state
-        return out
-
-    @property
-    def lazy(self) -> bool:
-        """Still plain numbers (no River estimator built yet)."""
-        return self._state is not None
-
     def _live(self) -> None:
+        """Build River's estimators from the numbers (before a sample or a merge)."""
         state = self._state
         if state is None:
             return
@@ -128,13 +117,15 @@ class SeriesStats:
     @classmethod
     def from_partial(cls, partial: GroupPartial, i: int) -> SeriesStats:
         """The statistics of group ``i`` of a :func:`group_partials` result."""
-        return cls.of_state(partial.state(i))
+        out = cls.__new__(cls)
+        # Plain floats: numpy scalars would leak into results, which msgspec cannot encode.
+        out.__setstate__(tuple(float(getattr(partial, name)[i]) for name in StatsTable._FIELDS))
+        return out
 
-    def result(self, aggregations: Sequence[str] = AGGREGATIONS) -> dict[str, Any]:
-        """The aggregates asked for (all of :data:`AGGREGATIONS` by default), in that order."""
-        n, v_mean, v_var, _, t_var, cov, vmin, vmax, _, latest_v = self.state()
+    def result(self) -> dict[str, Any]:
+        n, v_mean, v_var, _, t_var, cov, vmin, vmax, _, latest_v = self.__getstate__()
         count = int(n)
-        values = {
+        return {
             "count": count,
             "sum": v_mean * count,
             "mean": v_mean,
@@ -144,11 +135,9 @@ class SeriesStats:
             "slope": cov / t_var if count > 1 and t_var > 0 else 0.0,
             "latest": latest_v,
         }
-        if aggregations is AGGREGATIONS:
-            return values
-        return {name: values[name] for name in aggregations}
 
-    def state(self) -> State:
+    def __getstate__(self) -> State:
+        """Checkpoints store plain numbers, not River objects (smaller, version-proof)."""
         if self._state is not None:
             return self._state
         return (
@@ -164,15 +153,7 @@ class SeriesStats:
             self.latest_v,
         )
 
-    def set_state(self, state: State) -> None:
-        """Replace the statistics (e.g. by a vectorised merge's result)."""
-        self._state = state
-
-    def __getstate__(self) -> State:
-        """Checkpoints store plain numbers, not River objects (smaller, version-proof)."""
-        return self.state()
-
-    def __setstate__(self, state: State) -> None:
+    def __setstate__(self, state: tuple[float, ...]) -> None:
         self._state = tuple(state)  # type: ignore[assignment]
 
 
@@ -192,98 +173,6 @@ class GroupPartial:
     latest_t: np.ndarray
     latest_v: np.ndarray
 
-    def state(self, i: int) -> State:
-        """Group ``i`` as plain numbers (see :data:`State`)."""
-        return tuple(float(getattr(self, name)[i]) for name in _FIELDS)  # type: ignore[return-value]
-
-    def states(self) -> list[State]:
-        """Every group as plain numbers, in one pass."""
-        columns = [getattr(self, name).astype(np.float64).tolist() for name in _FIELDS]
-        return list(zip(*columns, strict=True))  # type: ignore[arg-type]
-
-    @classmethod
-    def of_states(cls, states: list[State]) -> GroupPartial:
-        table = np.array(states, dtype=np.float64).reshape(len(states), len(_FIELDS))
-        columns = {name: table[:, j] for j, name in enumerate(_FIELDS)}
-        columns["count"] = columns["count"].astype(np.int64)
-        return cls(**columns)
-
-    def combine(
-        self, parts: np.ndarray, into: np.ndarray, shift_s: np.ndarray, n_groups: int
-    ) -> GroupPartial:
-        """The statistics of groups made of this partial's groups: part ``j`` is group
-        ``parts[j]`` of this partial, belonging to group ``into[j]`` of the result, its times
-        moved by ``shift_s[j]`` seconds (a pane's times onto its window's). A group may take
-        part in several results (overlapping windows). Chan's parallel formulas, vectorised;
-        each result's values are shifted by its first part's mean first, so a constant series
-        keeps exactly zero spread. ``latest`` of equal times: the later part wins.
-
-        >>> p = group_partials(np.array([0, 0, 1]), np.array([0.0, 1.0, 0.0]),
-        ...                    np.array([1.0, 3.0, 5.0]), 2)
-        >>> whole = p.combine(np.array([0, 1]), np.array([0, 0]), np.array([0.0, 2.0]), 1)
-        >>> whole.count.tolist(), whole.v_mean.tolist(), whole.latest_v.tolist()
-        ([3], [3.0], [5.0])
-        >>> round(float(whole.cov[0] / whole.t_var[0]), 12)  # slope of (0,1) (1,3) (2,5)
-        2.0
-        """
-        n = self.count[parts].astype(np.float64)
-        total = np.bincount(into, weights=n, minlength=n_groups)
-        safe = np.maximum(total, 1.0)
-        first = np.full(n_groups, len(parts))
-        np.minimum.at(first, into, np.arange(len(parts)))
-        first = np.minimum(first, max(len(parts) - 1, 0))
-        t_part = self.t_mean[parts] + shift_s
-        v_part = self.v_mean[parts]
-        t0 = t_part[first] if len(parts) else np.zeros(n_groups)
-        v0 = v_part[first] if len(parts) else np.zeros(n_groups)
-        ts = t_part - t0[into]
-        vs = v_part - v0[into]
-        t_mean = np.bincount(into, weights=n * ts, minlength=n_groups) / safe
-        v_mean = np.bincount(into, weights=n * vs, minlength=n_groups) / safe
-        dt = ts - t_mean[into]
-        dv = vs - v_mean[into]
-        v_var = np.bincount(into, weights=n * (self.v_var[parts] + dv * dv), minlength=n_groups)
-        t_var = np.bincount(into, weights=n * (self.t_var[parts] + dt * dt), minlength=n_groups)
-        cov = np.bincount(into, weights=n * (self.cov[parts] + dt * dv), minlength=n_groups)
-        vmin = np.full(n_groups, np.inf)
-        np.minimum.at(vmin, into, self.min[parts])
-        vmax = np.full(n_groups, -np.inf)
-        np.maximum.at(vmax, into, self.max[parts])
-        latest_part = self.latest_t[parts] + shift_s
-        latest_t = np.full(n_groups, -np.inf)
-        np.maximum.at(latest_t, into, latest_part)
-        at_max = np.flatnonzero(latest_part == latest_t[into])
-        last = np.full(n_groups, -1)
-        np.maximum.at(last, into[at_max], at_max)
-        latest_v = np.where(last >= 0, self.latest_v[parts][last], np.nan)
-        return GroupPartial(
-            total.astype(np.int64),
-            v_mean + v0,
-            v_var / safe,
-            t_mean + t0,
-            t_var / safe,
-            cov / safe,
-            vmin,
-            vmax,
-            latest_t,
-            latest_v,
-        )
-
-
-#: The fields of a :class:`GroupPartial`, in :data:`State` order.
-_FIELDS = (
-    "count",
-    "v_mean",
-    "v_var",
-    "t_mean",
-    "t_var",
-    "cov",
-    "min",
-    "max",
-    "latest_t",
-    "latest_v",
-)
-
 
 def group_partials(groups: np.ndarray, t: np.ndarray, v: np.ndarray, n_groups: int) -> GroupPartial:
     """Vectorised :class:`SeriesStats` of every group in a batch.
@@ -302,11 +191,10 @@ def group_partials(groups: np.ndarray, t: np.ndarray, v: np.ndarray, n_groups: i
     safe = np.maximum(count, 1)
     # Shift each group to its first sample, so a constant series has exactly zero spread
     # (the slope of samples that all share one time is 0, not noise over ~1e-19).
-    first = np.full(n_groups, len(t))
-    np.minimum.at(first, groups, np.arange(len(t)))
-    first = np.minimum(first, max(len(t) - 1, 0))  # a group without rows: any row will do
-    t0 = t[first] if len(t) else np.zeros(n_groups)
-    v0 = v[first] if len(t) else np.zeros(n_groups)
+    t0 = np.zeros(n_groups)
+    v0 = np.zeros(n_groups)
+    t0[groups[::-1]] = t[::-1]
+    v0[groups[::-1]] = v[::-1]
     ts = t - t0[groups]
     vs = v - v0[groups]
     v_mean = np.bincount(groups, weights=vs, minlength=n_groups) / safe
@@ -322,12 +210,126 @@ def group_partials(groups: np.ndarray, t: np.ndarray, v: np.ndarray, n_groups: i
     np.minimum.at(vmin, groups, v)
     vmax = np.full(n_groups, -np.inf)
     np.maximum.at(vmax, groups, v)
-    # Latest: the last row (in batch order) among each group's rows at its largest time.
-    # Scatter-reductions are linear; a sort by (group, time, position) costs 50x more.
+    # Latest: the group's largest t, and of the rows at it the last one (no sort: O(n)).
     latest_t = np.full(n_groups, -np.inf)
     np.maximum.at(latest_t, groups, t)
-    at_max = np.flatnonzero(t == latest_t[groups])
-    last = np.full(n_groups, -1)
-    np.maximum.at(last, groups[at_max], at_max)
-    latest_v = np.where(last >= 0, v[last], np.nan)
+    at_latest = np.flatnonzero(t == latest_t[groups])
+    last_row = np.full(n_groups, -1)
+    np.maximum.at(last_row, groups[at_latest], at_latest)
+    latest_v = np.full(n_groups, np.nan)
+    present = last_row >= 0
+    latest_v[present] = v[last_row[present]]
     return GroupPartial(count, v_mean, v_var, t_mean, t_var, cov, vmin, vmax, latest_t, latest_v)
+
+
+class StatsTable:
+    """Many series' window statistics in numpy arrays, one slot each: what the columnar path
+    keeps so a batch's :func:`group_partials` merge into the open windows in one vectorised
+    step (Chan's parallel formulas, as River's ``Var``/``Cov`` merges apply them one object
+    at a time; a Python merge per group would cost ~20 µs, a batch has hundreds of groups).
+
+    A slot reads back as a :class:`SeriesStats` (:meth:`stats`) and one can be stored into a
+    slot (:meth:`put`), so the per-event path and the columnar path share windows.
+
+    >>> table = StatsTable()
+    >>> slots = table.allocate(1)
+    >>> p = group_partials(np.array([0, 0]), np.array([0.0, 1.0]), np.array([1.0, 3.0]), 1)
+    >>> table.merge(slots, p, np.array([0]))
+    >>> p = group_partials(np.array([0]), np.array([2.0]), np.array([5.0]), 1)
+    >>> table.merge(slots, p, np.array([0]))
+    >>> result = table.stats(int(slots[0])).result()
+    >>> [(k, round(v, 6)) for k, v in result.items()]  # doctest: +NORMALIZE_WHITESPACE
+    [('count', 3), ('sum', 9.0), ('mean', 3.0), ('std', 1.632993), ('min', 1.0), ('max', 5.0),
+     ('slope', 2.0), ('latest', 5.0)]
+    """
+
+    _FIELDS = (
+        "count",
+        "v_mean",
+        "v_var",
+        "t_mean",
+        "t_var",
+        "cov",
+        "min",
+        "max",
+        "latest_t",
+        "latest_v",
+    )
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.arrays = {name: np.zeros(capacity) for name in self._FIELDS}
+        self._free: list[int] = list(range(capacity - 1, -1, -1))
+
+    def allocate(self, k: int) -> np.ndarray:
+        """``k`` empty slots."""
+        while len(self._free) < k:
+            old = len(self.arrays["count"])
+            for name, array in self.arrays.items():
+                self.arrays[name] = np.concatenate([array, np.zeros(old)])
+            self._free.extend(range(2 * old - 1, old - 1, -1))
+        slots = np.array([self._free.pop() for _ in range(k)], dtype=np.int64)
+        a = self.arrays
+        a["count"][slots] = 0.0
+        a["min"][slots] = np.inf
+        a["max"][slots] = -np.inf
+        a["latest_t"][slots] = -np.inf
+        a["latest_v"][slots] = np.nan
+        return slots
+
+    def release(self, slot: int) -> None:
+        self._free.append(slot)
+
+    def merge(self, slots: np.ndarray, partial: GroupPartial, groups: np.ndarray) -> None:
+        """Fold group ``groups[j]`` of ``partial`` (later samples) into slot ``slots[j]``."""
+        a = self.arrays
+        na = a["count"][slots]
+        nb = partial.count[groups].astype(np.float64)
+        n = na + nb
+        fresh = na == 0
+        w = np.where(fresh, 1.0, nb / n)
+        cross = np.where(fresh, 0.0, na * nb / n)
+        dv = partial.v_mean[groups] - a["v_mean"][slots]
+        dt = partial.t_mean[groups] - a["t_mean"][slots]
+        fresh_or = lambda new, old: np.where(fresh, new, old)  # noqa: E731 - exact when empty
+        a["v_var"][slots] = fresh_or(
+            partial.v_var[groups],
+            (a["v_var"][slots] * na + partial.v_var[groups] * nb + dv * dv * cross) / n,
+        )
+        a["t_var"][slots] = fresh_or(
+            partial.t_var[groups],
+            (a["t_var"][slots] * na + partial.t_var[groups] * nb + dt * dt * cross) / n,
+        )
+        a["cov"][slots] = fresh_or(
+            partial.cov[groups],
+            (a["cov"][slots] * na + partial.cov[groups] * nb + dt * dv * cross) / n,
+        )
+        a["v_mean"][slots] = fresh_or(partial.v_mean[groups], a["v_mean"][slots] + dv * w)
+        a["t_mean"][slots] = fresh_or(partial.t_mean[groups], a["t_mean"][slots] + dt * w)
+        a["count"][slots] = n
+        a["min"][slots] = np.minimum(a["min"][slots], partial.min[groups])
+        a["max"][slots] = np.maximum(a["max"][slots], partial.max[groups])
+        newer = partial.latest_t[groups] >= a["latest_t"][slots]
+        a["latest_t"][slots] = np.where(newer, partial.latest_t[groups], a["latest_t"][slots])
+        a["latest_v"][slots] = np.where(newer, partial.latest_v[groups], a["latest_v"][slots])
+
+    def stats(self, slot: int) -> SeriesStats:
+        """The slot's statistics as a :class:`SeriesStats`."""
+        out = SeriesStats.__new__(SeriesStats)
+        out.__setstate__(tuple(float(self.arrays[name][slot]) for name in self._FIELDS))
+        return out
+
+    def take(self, slot: int) -> SeriesStats:
+        """The slot's statistics, freeing the slot."""
+        stats = self.stats(slot)
+        self.release(slot)
+        return stats
+
+    def put(self, slot: int, stats: SeriesStats) -> None:
+        for name, value in zip(self._FIELDS, stats.__getstate__(), strict=True):
+            self.arrays[name][slot] = value
+
+    def __getstate__(self) -> tuple:
+        return (self.arrays, self._free)
+
+    def __setstate__(self, state: tuple) -> None:
+        self.arrays, self._free = state

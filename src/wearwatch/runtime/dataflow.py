@@ -70,11 +70,14 @@ def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 class Source:
     """A topic and the event type its records hold. ``partitioned_by`` is the topic's
     contract: the attribute its producers key records by (None: unknown, so any ``key_by``
-    repartitions)."""
+    repartitions). ``partitions``: the partition count the flow relies on (e.g. 1 where the
+    order across keys matters); a worker creates the topic so, and refuses one that differs
+    (None: whatever the topic has)."""
 
     topic: str
     event_type: type
     partitioned_by: str | None = None
+    partitions: int | None = None
 
 
 @dataclass
@@ -235,7 +238,7 @@ class Flow:
             elif kind == "flat_map":
                 node = FlatMapNode(args["fn"])
             elif kind == "key":
-                node = KeyNode(args["fn"], args.get("attr"))
+                node = KeyNode(args["fn"], args["attr"])
             elif kind == "process":
                 node = ProcessNode(args["step"], spec.step_id)
             elif kind == "window":
@@ -291,9 +294,9 @@ class Flow:
                     roots,
                     list(dict.fromkeys(outputs)),
                     source_key=key_fn if i == 0 else None,
+                    source_key_attr=source.partitioned_by if i == 0 else None,
                     payload_type=payload if i else None,
                     input_partitions=count(topic),
-                    key_name=source.partitioned_by if i == 0 else None,
                 )
             )
         return operators
@@ -304,15 +307,16 @@ class Flow:
         *,
         partitions: int = 1,
         watermark_delay_s: float = 5.0,
+        key: Callable[[Any], Any] | None = None,
     ) -> FlowOutput:
         """Run the flow on ``events`` in memory: ``{topic: [events]}`` for every sink topic
         and the dead letters; deterministic, no log. Events go to the source's partitions as
-        its producers would send them (by ``partitioned_by``); ``bytes`` are sent as they
-        are (to test bad input)."""
+        its producers would send them: keyed by ``key(event)``, by default the source's
+        ``partitioned_by``; ``bytes`` are sent as they are (to test bad input)."""
         from wearwatch.runtime.harness import run_in_memory
 
         return run_in_memory(
-            self, events, partitions=partitions, watermark_delay_s=watermark_delay_s
+            self, events, partitions=partitions, watermark_delay_s=watermark_delay_s, key=key
         )
 
 

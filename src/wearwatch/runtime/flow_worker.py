@@ -65,8 +65,14 @@ class FlowWorker:
     def prepare(self, log: Log) -> None:
         """Create the source and repartition topics: a repartition topic gets as many
         partitions as the source (the same parallelism on both sides)."""
-        log.create_topic(self.flow.source.topic)
-        partitions = log.partitions(self.flow.source.topic)
+        source = self.flow.source
+        log.create_topic(source.topic, source.partitions)
+        partitions = log.partitions(source.topic)
+        if source.partitions is not None and partitions != source.partitions:
+            raise ValueError(
+                f"topic {source.topic!r} has {partitions} partitions: flow {self.flow.name!r} "
+                f"needs {source.partitions} (recreate the topic)"
+            )
         for topic in self.flow.repartition_topics():
             log.create_topic(topic, partitions)
 

@@ -9,13 +9,14 @@ the in-memory run is deterministic anyway (logical clock, fixed poll order).
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from wearwatch.bus.base import OutRecord
+from wearwatch.bus.base import OutRecord, partition_for
 from wearwatch.bus.memory import MemoryLog
 from wearwatch.events import Event, encode
 from wearwatch.runtime.operator import DEAD_LETTER_TOPIC
@@ -23,6 +24,9 @@ from wearwatch.runtime.worker import Worker, WorkerOptions
 
 if TYPE_CHECKING:
     from wearwatch.runtime.dataflow import Flow
+
+#: Events per input record (per partition, consecutive events only).
+RECORD_EVENTS = 500
 
 
 class FlowOutput(dict[str, list[Any]]):
@@ -43,17 +47,27 @@ def run_in_memory(
     *,
     partitions: int = 1,
     watermark_delay_s: float = 5.0,
+    key: Callable[[Any], Any] | None = None,
     options: WorkerOptions | None = None,
 ) -> FlowOutput:
-    """Run every stage of ``flow`` over ``events`` on a fresh in-memory log."""
+    """Run every stage of ``flow`` over ``events`` on a fresh in-memory log; ``key(event)``
+    is the record key its producers use (default: the source's ``partitioned_by``)."""
     from wearwatch.runtime.dataflow import event_union, stage_group
 
-    log = MemoryLog(default_partitions=partitions)
     source = flow.source
-    log.create_topic(source.topic, partitions)
+    if key is None and source.partitioned_by is not None:
+        key = functools.partial(_attribute, source.partitioned_by)
+    if key is None and partitions > 1:
+        raise ValueError(
+            f"Flow.test: partitions={partitions} but source {source.topic!r} has no "
+            "partitioned_by and no key= was given: every record would go to partition 0, and "
+            "the empty partitions would hold windows after a repartition open"
+        )
+    log = MemoryLog(default_partitions=partitions)
+    log.create_topic(source.topic, source.partitions or partitions)
     for topic in flow.repartition_topics():
         log.create_topic(topic, partitions)
-    log.produce(_records(source.topic, source.partitioned_by, events))
+    log.produce(_records(source.topic, key, partitions, events))
     opts = options or WorkerOptions(
         watermark_delay_s=watermark_delay_s,
         checkpoint_interval_s=float("inf"),  # one checkpoint at the end of each stage
@@ -73,17 +87,38 @@ def run_in_memory(
     return FlowOutput(outputs, counters)
 
 
-def _records(topic: str, partitioned_by: str | None, events: Iterable[Any]) -> list[OutRecord]:
-    """One record per input, keyed as the source's producers key them."""
-    out = []
+def _attribute(name: str, event: Any) -> Any:
+    return getattr(event, name)
+
+
+def _records(
+    topic: str, key_of: Callable[[Any], Any] | None, partitions: int, events: Iterable[Any]
+) -> list[OutRecord]:
+    """Events keyed as the source's producers key them, consecutive events of a partition
+    packed into one record (a JSON array, as producers batch); ``bytes`` as records of their
+    own."""
+    out: list[OutRecord] = []
+    pending: dict[int, list[Event]] = {}
+
+    def flush(partition: int) -> None:
+        batch = pending.pop(partition, [])
+        if batch:
+            out.append(OutRecord(topic, None, encode(batch), "", partition))
+
     for event in events:
         if isinstance(event, bytes | bytearray):
+            for partition in sorted(pending):
+                flush(partition)
             out.append(OutRecord(topic, None, bytes(event)))
             continue
         if not isinstance(event, Event):
             raise TypeError(f"Flow.test: expected events or bytes, got {type(event).__name__}")
-        key = None
-        if partitioned_by is not None:
-            key = str(getattr(event, partitioned_by)).encode()
-        out.append(OutRecord(topic, key, encode(event)))
+        key = None if key_of is None else str(key_of(event)).encode()
+        partition = partition_for(key, partitions)
+        batch = pending.setdefault(partition, [])
+        batch.append(event)
+        if len(batch) >= RECORD_EVENTS:
+            flush(partition)
+    for partition in sorted(pending):
+        flush(partition)
     return out

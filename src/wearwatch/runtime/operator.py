@@ -19,8 +19,9 @@ from typing import Any, ClassVar
 
 from wearwatch.events import DeadLetter, Event, encode, utc
 from wearwatch.runtime.timers import TimerService
+from wearwatch.topics import DEAD_LETTERS
 
-DEAD_LETTER_TOPIC = "dead_letters"
+DEAD_LETTER_TOPIC = DEAD_LETTERS.name
 
 
 @dataclass

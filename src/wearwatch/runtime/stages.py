@@ -42,9 +42,8 @@ import msgspec
 import numpy as np
 
 from wearwatch.bus.base import partition_for
-from wearwatch.columnar import Columns, column_kinds
 from wearwatch.events import Event, WindowResult, encode
-from wearwatch.runtime.aggregate import AGGREGATIONS
+from wearwatch.runtime.aggregate import AGGREGATIONS, StatsTable, group_partials
 from wearwatch.runtime.operator import Context, KeyedOperator
 from wearwatch.runtime.windows import (
     KeyWindows,
@@ -168,12 +167,12 @@ class FlatMapNode(Node):
 
 
 class KeyNode(Node):
-    """A key change that needs no repartition (the stream is partitioned by it already).
-    ``attr``: the attribute the key is, when it is one (a columnar batch reads its column)."""
+    """A key change that needs no repartition (the stream is partitioned by it already)."""
 
     def __init__(self, fn: Callable[[Any], Any], attr: str | None = None) -> None:
         super().__init__()
         self.fn = fn
+        #: The attribute the key is, if it is one (a columnar batch reads it as a column).
         self.attr = attr
 
     def push(self, item: Item, ctx: Context) -> None:
@@ -282,10 +281,13 @@ class WindowNode(Node):
         self.defs = self.assigner.defs
         self.value_name = value if isinstance(value, str) else None
         self.series_name = series if isinstance(series, str) else None
+        self.series_constant = series is None
         self.value_of = _getter(value)
         self.series_of = _getter(series) if series is not None else (lambda _: "value")
         self.aggregations = tuple(aggregations or AGGREGATIONS)
         self.step_id = step_id
+        #: Where the columnar path keeps its ``StatsTable`` in ``PartitionState.keyed``.
+        self.table_id = f"{step_id}{SEP}columns"
         self.input_topic = input_topic
 
     def _store(self, ctx: Context) -> dict[str, KeyWindows]:
@@ -299,55 +301,25 @@ class WindowNode(Node):
         windows = store.get(item.key)
         if windows is None:
             windows = store[item.key] = KeyWindows()
-        before = windows.next_close(self.defs)
-        late = self.assigner.add(
+        late, earliest = self.assigner.add(
             windows,
             item.ts_us,
             item.wm_us,
             str(self.series_of(item.value)),
             float(self.value_of(item.value)),
+            ctx.state.keyed.get(self.table_id),
         )
         if late:
             self.late(item, late, ctx)
         if not windows:
             del store[item.key]
             return
-        after = windows.next_close(self.defs)
-        if after is not None and after != before:
-            ctx.state.timers.set(f"{self.step_id}{SEP}{item.key}", after / 1e6)
-
-    def push_columns(
-        self,
-        cols: Columns,
-        keys: tuple[np.ndarray, np.ndarray],
-        wm_us: np.ndarray,
-        ctx: Context,
-    ) -> None:
-        """:meth:`push` for every row of a columnar batch at once (the stage checked that
-        the value and series are columns: see ``StageOperator.process_columns``)."""
-        n = len(cols)
-        if self.series_name is None:
-            series = (np.zeros(n, dtype=np.int32), np.array(["value"], dtype=object))
-        else:
-            series = cols.codes[self.series_name]
-        store = self._store(ctx)
-        late, touched = self.assigner.add_columns(
-            store,
-            keys,
-            series,
-            cols.ts_us,
-            cols.fields[self.value_name],  # type: ignore[index]
-            wm_us,
-        )
-        for row, windows in late:
-            key = str(keys[1][keys[0][row]])
-            raw = cols.row_bytes(row)
-            self.late(Item(key, None, int(cols.ts_us[row]), int(wm_us[row]), raw), windows, ctx)
-        timers = ctx.state.timers
-        for key in touched:
-            after = store[key].next_close(self.defs)
-            if after is not None:
-                timers.set(f"{self.step_id}{SEP}{key}", after / 1e6)
+        # The key's timer is at its earliest close; only a window this sample went into can
+        # be earlier (a session that grew closes later: its timer fires early and re-arms).
+        timer = f"{self.step_id}{SEP}{item.key}"
+        current = ctx.state.timers.get(timer)
+        if earliest is not None and (current is None or earliest / 1e6 < current):
+            ctx.state.timers.set(timer, earliest / 1e6)
 
     def late(self, item: Item, late: list[tuple[int, int, int]], ctx: Context) -> None:
         ctx.state.counters["late"] += 1
@@ -364,20 +336,154 @@ class WindowNode(Node):
             item.ts_us / 1e6,
         )
 
+    def columnar(self) -> bool:
+        """Whether a batch can be aggregated without a Python loop per row: value and series
+        are attribute names, and no definition is a session (sessions merge row by row)."""
+        return (
+            self.value_name is not None
+            and (self.series_name is not None or self.series_constant)
+            and all(d.kind != "session" for d in self.defs)
+        )
+
+    def push_columns(
+        self, keys: np.ndarray, key_names: np.ndarray, cols: Any, wm_us: np.ndarray, ctx: Context
+    ) -> None:
+        """The vectorised :meth:`push` of a batch: ``keys`` are codes into ``key_names``,
+        ``wm_us[i]`` the watermark row i is judged against. Same windows, same lateness, same
+        statistics (to rounding) as the rows one by one."""
+        ts = cols.ts_us
+        values = np.asarray(cols.fields[self.value_name], dtype=np.float64)
+        if self.series_name is None:
+            series, series_names = np.zeros(len(ts), np.int64), np.array(["value"], object)
+        else:
+            series, series_names = column_codes(cols, self.series_name)
+        late_any = np.zeros(len(ts), bool)
+        late_for: list[tuple[int, int, np.ndarray, np.ndarray]] = []
+        store = self._store(ctx)
+        touched: set[int] = set()
+        for i, d in enumerate(self.defs):
+            grace = d.grace_us
+            last = ts - ts % d.step_us
+            for hop in range((d.size_us + d.step_us - 1) // d.step_us):
+                start = last - hop * d.step_us
+                inside = start > ts - d.size_us
+                late = inside & (start + d.size_us + grace <= wm_us)
+                if late.any():
+                    late_any |= late
+                    late_for.append((i, hop, late, start))
+                ok = inside & ~late
+                if not ok.any():
+                    continue
+                rows = np.flatnonzero(ok)
+                self._merge_groups(
+                    store,
+                    i,
+                    keys[rows],
+                    key_names,
+                    series[rows],
+                    series_names,
+                    start[rows],
+                    ts[rows],
+                    values[rows],
+                    touched,
+                    ctx,
+                )
+        if late_any.any():
+            for r in np.flatnonzero(late_any).tolist():
+                windows = []
+                for i, _hop, late, start in late_for:
+                    if late[r]:
+                        s0 = int(start[r])
+                        windows.append((i, s0, s0 + self.defs[i].size_us))
+                windows.sort(key=lambda w: (w[0], -w[1]))
+                item = Item(
+                    str(key_names[keys[r]]), None, int(ts[r]), int(wm_us[r]), cols.row_bytes(r)
+                )
+                self.late(item, windows, ctx)
+        for code in touched:
+            key = str(key_names[code])
+            windows = store.get(key)
+            if windows:
+                nxt = windows.next_close(self.defs)
+                if nxt is not None:
+                    ctx.state.timers.set(f"{self.step_id}{SEP}{key}", nxt / 1e6)
+
+    def _merge_groups(
+        self,
+        store: dict[str, KeyWindows],
+        index: int,
+        keys: np.ndarray,
+        key_names: np.ndarray,
+        series: np.ndarray,
+        series_names: np.ndarray,
+        starts: np.ndarray,
+        ts: np.ndarray,
+        values: np.ndarray,
+        touched: set[int],
+        ctx: Context,
+    ) -> None:
+        """Group rows by (key, series, window start), aggregate every group with numpy and
+        merge them all into the windows' table slots at once (after what is there: later
+        arrivals). Python touches each group once, to find its slot."""
+        step = self.defs[index].step_us
+        low = int(starts.min())
+        span = (int(starts.max()) - low) // step + 1
+        n_series = len(series_names)
+        composite = (keys.astype(np.int64) * n_series + series) * span + (starts - low) // step
+        unique, groups = group_ids(composite)
+        partial = group_partials(groups, (ts - starts) / 1e6, values, len(unique))
+        table = ctx.state.keyed.get(self.table_id)
+        if table is None:
+            table = ctx.state.keyed[self.table_id] = StatsTable()
+        pair, start_index = np.divmod(unique, span)
+        key_codes, series_codes = np.divmod(pair, n_series)
+        slots = np.empty(len(unique), np.int64)
+        missing: list[tuple[int, dict[str, Any], str]] = []
+        last_code, windows = -1, None
+        for g, (code, series_code, k) in enumerate(
+            zip(key_codes.tolist(), series_codes.tolist(), start_index.tolist(), strict=True)
+        ):
+            if code != last_code:
+                touched.add(code)
+                key = str(key_names[code])
+                windows = store.get(key)
+                if windows is None:
+                    windows = store[key] = KeyWindows()
+                last_code = code
+            assert windows is not None
+            pane_key = (index, low + k * step)
+            pane = windows.panes.get(pane_key)
+            if pane is None:
+                pane = windows.panes[pane_key] = {}
+            name = str(series_names[series_code])
+            slot = pane.get(name)
+            if type(slot) is int:
+                slots[g] = slot
+            else:
+                missing.append((g, pane, name))
+        if missing:
+            fresh = table.allocate(len(missing)).tolist()
+            for (g, pane, name), slot in zip(missing, fresh, strict=True):
+                old = pane.get(name)
+                if old is not None:  # the per-event path's statistics: into the table first
+                    table.put(slot, old)
+                pane[name] = slot
+                slots[g] = slot
+        table.merge(slots, partial, np.arange(len(unique)))
+
     def on_timer(self, key: str, when: float, ctx: Context) -> None:
         store = self._store(ctx)
         windows = store.get(key)
         if windows is None:
             return
         wm = watermark_us(ctx)
-        for closed in self.assigner.close(windows, wm):
-            end = from_us(closed.end)
+        for closed in self.assigner.close(windows, wm, ctx.state.keyed.get(self.table_id)):
             result = WindowResult(
-                ts=end,
+                ts=from_us(closed.end),
                 key=key,
                 kind=self.defs[closed.index].name,
                 start=from_us(closed.start),
-                end=end,
+                end=from_us(closed.end),
                 series=results(closed.series, self.aggregations),
             )
             self.forward(Item(key, result, closed.end, wm), ctx)
@@ -386,6 +492,32 @@ class WindowNode(Node):
             del store[key]
         else:
             ctx.state.timers.set(f"{self.step_id}{SEP}{key}", nxt / 1e6)
+
+
+def group_ids(composite: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of non-negative ints (sorted) and each one's index among them:
+    ``np.unique(..., return_inverse=True)``, without a sort when the values are dense.
+
+    >>> [a.tolist() for a in group_ids(np.array([7, 2, 7, 5]))]
+    [[2, 5, 7], [2, 0, 2, 1]]
+    """
+    top = int(composite.max()) + 1 if len(composite) else 0
+    if top > 4 * len(composite) + 4096:
+        unique, inverse = np.unique(composite, return_inverse=True)
+        return unique, inverse.reshape(-1)
+    present = np.flatnonzero(np.bincount(composite, minlength=top))
+    index = np.empty(top, np.int64)
+    index[present] = np.arange(len(present))
+    return present, index[composite]
+
+
+def column_codes(cols: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A column as (codes, distinct values): the batch's dictionary codes if it has them."""
+    codes = getattr(cols, "codes", None)
+    if codes is not None and name in codes:
+        return codes[name]
+    values, inverse = np.unique(np.asarray(cols.fields[name]), return_inverse=True)
+    return inverse.reshape(-1), values
 
 
 def _getter(spec: Callable[[Any], Any] | str) -> Callable[[Any], Any]:
@@ -500,9 +632,9 @@ class StageOperator(KeyedOperator):
         outputs: Sequence[str],
         *,
         source_key: Callable[[Any], Any] | None = None,
+        source_key_attr: str | None = None,
         payload_type: Any = None,
         input_partitions: int = 1,
-        key_name: str | None = None,
     ) -> None:
         self.name = name  # type: ignore[misc]
         self.input_topic = input_topic  # type: ignore[misc]
@@ -510,6 +642,7 @@ class StageOperator(KeyedOperator):
         self.outputs = tuple(outputs)  # type: ignore[misc]
         self.roots = roots
         self.source_key = source_key
+        self.source_key_attr = source_key_attr
         self.payload_type = payload_type
         self.input_partitions = input_partitions
         self.nodes = [n for root in roots for n in root.walk()]
@@ -521,45 +654,31 @@ class StageOperator(KeyedOperator):
         if self.repartitioned:
             self.watermark_candidate = self._upstream_watermark  # type: ignore[misc]
             self._decoder = msgspec.json.Decoder(payload_type)
-        #: A stage that starts with windows over columns of its input takes columnar
-        #: records whole (the worker calls it instead of :meth:`process` per row).
-        self._columnar = self._columnar_plan(key_name)
-        if self._columnar is None:
-            self.process_columns = None  # type: ignore[assignment]
+        self._columnar = None if self.repartitioned else self._columnar_window()
+        if self._columnar is not None:
+            self.process_columns = self._process_columns
 
-    def _columnar_plan(self, key_name: str | None) -> tuple[str | None, WindowNode] | None:
-        """(key column, window step) when the stage is [key_by(column)] → window(value and
-        series columns) on a columnar input type, with no repartition after it."""
-        kinds = column_kinds(self.input_type)
-        if kinds is None or self.repartitioned or len(self.roots) != 1 or self.tickers:
+    def _columnar_window(self) -> tuple[str, WindowNode] | None:
+        """(key column, window step) when the stage starts with a window over columns: the
+        source, optionally a key_by on an attribute it is partitioned by, then the window."""
+        if len(self.roots) != 1:
             return None
-        node = self.roots[0]
+        node, key = self.roots[0], self.source_key_attr
         if isinstance(node, KeyNode):
             if node.attr is None or len(node.children) != 1:
                 return None
-            key_name, node = node.attr, node.children[0]
-        if not isinstance(node, WindowNode):
-            return None
-        if self.source_key is not None and key_name is None:
-            return None
-        columns_fit = (
-            (key_name is None or kinds.get(key_name) == "str")
-            and kinds.get(node.value_name or "") in ("float", "int")
-            and (node.series_name is None or kinds.get(node.series_name) == "str")
-            and all(d.kind != "session" for d in node.defs)
-        )
-        return (key_name, node) if columns_fit else None
+            node, key = node.children[0], node.attr
+        if isinstance(node, WindowNode) and key is not None and node.columnar():
+            return key, node
+        return None
 
-    def process_columns(self, cols: Columns, watermarks_us: np.ndarray, ctx: Context) -> None:
-        """Every row of a columnar batch through the stage's windows at once;
-        ``watermarks_us[i]`` is the watermark row ``i`` is observed under."""
+    def _process_columns(self, cols: Any, watermarks_us: np.ndarray, ctx: Context) -> None:
+        """A columnar batch straight into the window step (vectorised); ``watermarks_us[i]``
+        is the partition watermark row i is judged against (the worker's per-row value)."""
         assert self._columnar is not None
-        key_name, window = self._columnar
-        if key_name is None:
-            keys = (np.zeros(len(cols), dtype=np.int32), np.array([""], dtype=object))
-        else:
-            keys = cols.codes[key_name]
-        window.push_columns(cols, keys, watermarks_us, ctx)
+        key, window = self._columnar
+        keys, names = column_codes(cols, key)
+        window.push_columns(keys, names, cols, np.asarray(watermarks_us, np.int64), ctx)
 
     def key(self, event: Any) -> str:
         return ""

@@ -19,9 +19,10 @@ observed under (``wm_us``: its source partition's watermark when it was read, ca
 repartitions):
 
 * tumbling/hopping: the item is late for a window if ``end + grace <= wm_us``;
-* session: the item is late if ``ts + grace <= wm_us`` (an item that far behind could touch a
-  session already emitted; with this rule it never can, so sessions do not depend on the order
-  in which upstream partitions' records interleave).
+* session: the item is late if ``ts + grace < wm_us``. An item further behind could touch a
+  session already emitted (which closed at ``last + gap + grace <= W``); with this rule it
+  never can, so sessions do not depend on the order in which upstream partitions' records
+  interleave.
 
 A late item is counted once (``late``) and dead-lettered with its bytes and the reason; never
 silently dropped. Results are emitted in ``(end, definition, start)`` order with series sorted
@@ -34,12 +35,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 from typing import Any, Literal
 
-import numpy as np
-
-from wearwatch.runtime.aggregate import AGGREGATIONS, GroupPartial, SeriesStats, group_partials
+from wearwatch.runtime.aggregate import AGGREGATIONS, SeriesStats, StatsTable
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -92,7 +90,7 @@ class WindowDef:
     step_us: int
     grace_us: int | None = None
 
-    @cached_property
+    @property
     def name(self) -> str:
         """What ``WindowResult.kind`` says, e.g. ``tumbling(5s)``, ``hopping(30s,5s)``."""
         size = f"{self.size_us / 1e6:g}s"
@@ -167,8 +165,9 @@ class Session:
 
 
 class KeyWindows:
-    """One key's open windows: per (definition, start) the statistics of every series, and
-    per session definition the open sessions. Pickled into checkpoints."""
+    """One key's open windows: per (definition, start) the statistics of every series (a
+    :class:`SeriesStats`, or the int slot of the step's ``StatsTable`` where a columnar batch
+    put it), and per session definition the open sessions. Pickled into checkpoints."""
 
     __slots__ = ("panes", "sessions")
 
@@ -231,192 +230,50 @@ class WindowAssigner:
         wm_us: int,
         series: str,
         value: float,
-    ) -> list[tuple[int, int, int]]:
-        """Add one sample; returns the windows it is late for, as (index, start, end)."""
+        table: StatsTable | None = None,
+    ) -> tuple[list[tuple[int, int, int]], int | None]:
+        """Add one sample; returns the windows it is late for, as (index, start, end), and the
+        earliest ``end + grace`` of the windows it went into (None: it went into none).
+
+        A pane's series may live in a slot of ``table`` (put there by a columnar batch): it
+        moves back into a :class:`SeriesStats` to take the sample."""
         late: list[tuple[int, int, int]] = []
+        earliest: int | None = None
         for i, d in enumerate(self.defs):
             grace = d.grace_us
             assert grace is not None
             if d.kind == "session":
-                if ts_us + grace <= wm_us:
+                if ts_us + grace < wm_us:
                     late.append((i, ts_us, ts_us + d.size_us))
                     continue
-                self._add_session(windows, i, d, ts_us, series, value)
+                close = self._add_session(windows, i, d, ts_us, series, value) + grace
+                if earliest is None or close < earliest:
+                    earliest = close
                 continue
             for start in d.starts(ts_us):
                 end = start + d.size_us
                 if end + grace <= wm_us:
                     late.append((i, start, end))
                     continue
+                if earliest is None or end + grace < earliest:
+                    earliest = end + grace
                 pane = windows.panes.get((i, start))
                 if pane is None:
                     pane = windows.panes[(i, start)] = {}
                 stats = pane.get(series)
                 if stats is None:
                     stats = pane[series] = SeriesStats()
+                elif type(stats) is int:
+                    assert table is not None
+                    stats = pane[series] = table.take(stats)
                 stats.update((ts_us - start) / 1e6, value)
-        return late
-
-    def add_columns(
-        self,
-        store: dict[str, KeyWindows],
-        keys: tuple[np.ndarray, np.ndarray],
-        series: tuple[np.ndarray, np.ndarray],
-        ts_us: np.ndarray,
-        values: np.ndarray,
-        wm_us: np.ndarray,
-    ) -> tuple[list[tuple[int, list[tuple[int, int, int]]]], list[str]]:
-        """:meth:`add` for a whole batch at once (tumbling and hopping windows).
-
-        Row ``i`` is a sample of key ``keys[1][keys[0][i]]`` and series
-        ``series[1][series[0][i]]`` (codes into names), at ``ts_us[i]`` with ``values[i]``,
-        observed under watermark ``wm_us[i]``.
-
-        No Python runs per sample. The rows are cut into *panes* (the largest span every
-        window boundary falls on: the gcd of all sizes and steps), whose statistics numpy
-        computes per (key, pane, series) (:func:`~wearwatch.runtime.aggregate.group_partials`),
-        each row once however many windows hold it; each window's statistics are merged from
-        its panes (:meth:`~wearwatch.runtime.aggregate.GroupPartial.combine`), then with what
-        the window held before, vectorised too. A row late for some window goes through
-        :meth:`add` after the batch, in row order, as the per-event path takes it. Windows,
-        lateness and ``latest`` equal :meth:`add`'s row by row; sums and moments agree to
-        rounding.
-
-        Returns the late rows with the windows each is late for, and the keys touched.
-        """
-        if any(d.kind == "session" for d in self.defs):
-            raise ValueError("add_columns: session windows take samples one by one")
-        late_any = np.zeros(len(ts_us), dtype=bool)
-        for d in self.defs:
-            oldest = ((ts_us - d.size_us) // d.step_us + 1) * d.step_us
-            late_any |= oldest + d.size_us + d.grace_us <= wm_us  # type: ignore[operator]
-        late_rows = np.flatnonzero(late_any).tolist()
-        on_time = np.flatnonzero(~late_any) if late_rows else slice(None)
-        touched: dict[str, None] = {}
-        if len(ts_us[on_time]):
-            self._add_panes(
-                store,
-                touched,
-                (keys[0][on_time], keys[1]),
-                (series[0][on_time], series[1]),
-                ts_us[on_time],
-                values[on_time],
-            )
-        late: list[tuple[int, list[tuple[int, int, int]]]] = []
-        for row in late_rows:  # after the on-time rows, in row order: as add() would see them
-            key = str(keys[1][keys[0][row]])
-            windows = store.get(key)
-            if windows is None:
-                windows = store[key] = KeyWindows()
-            name = str(series[1][series[0][row]])
-            missed = self.add(windows, int(ts_us[row]), int(wm_us[row]), name, float(values[row]))
-            if missed:
-                late.append((row, missed))
-            if windows:
-                touched[key] = None
-            elif key not in touched:
-                del store[key]
-        return late, list(touched)
-
-    def _add_panes(
-        self,
-        store: dict[str, KeyWindows],
-        touched: dict[str, None],
-        keys: tuple[np.ndarray, np.ndarray],
-        series: tuple[np.ndarray, np.ndarray],
-        ts_us: np.ndarray,
-        values: np.ndarray,
-    ) -> None:
-        """Fold on-time rows into their windows through per-pane statistics."""
-        (key_codes, key_names), (series_codes, series_names) = keys, series
-        pane_us = math.gcd(*(n for d in self.defs for n in (d.size_us, d.step_us)))
-        pane_no = ts_us // pane_us
-        pane_group, n_panes = _dense_ids(
-            (pane_no - pane_no.min(), int(pane_no.max() - pane_no.min()) + 1),
-            (key_codes, len(key_names)),
-            (series_codes, len(series_names)),
-        )
-        panes = group_partials(pane_group, (ts_us - pane_no * pane_us) / 1e6, values, n_panes)
-        first = np.full(n_panes, len(ts_us))
-        np.minimum.at(first, pane_group, np.arange(len(ts_us)))
-        p_start, p_key, p_series = pane_no[first] * pane_us, key_codes[first], series_codes[first]
-        for i, d in enumerate(self.defs):
-            if d.size_us == d.step_us == pane_us:  # the panes are this definition's windows
-                partial, w_start, w_key, w_series = panes, p_start, p_key, p_series
-            else:
-                # Each pane lies in the windows starting in (start - size, start].
-                parts, starts = [], []
-                newest = p_start - p_start % d.step_us
-                for j in range(-(-d.size_us // d.step_us)):
-                    start = newest - j * d.step_us
-                    inside = np.flatnonzero(start > p_start - d.size_us)
-                    parts.append(inside)
-                    starts.append(start[inside])
-                part = np.concatenate(parts)
-                start = np.concatenate(starts)
-                number = start // d.step_us
-                window, n_windows = _dense_ids(
-                    (number - number.min(), int(number.max() - number.min()) + 1),
-                    (p_key[part], len(key_names)),
-                    (p_series[part], len(series_names)),
-                )
-                partial = panes.combine(part, window, (p_start[part] - start) / 1e6, n_windows)
-                head = np.full(n_windows, len(part))
-                np.minimum.at(head, window, np.arange(len(part)))
-                w_start, w_key, w_series = start[head], p_key[part][head], p_series[part][head]
-            self._fold(
-                store, touched, i, partial, w_start, key_names[w_key], series_names[w_series]
-            )
-
-    @staticmethod
-    def _fold(
-        store: dict[str, KeyWindows],
-        touched: dict[str, None],
-        index: int,
-        partial: GroupPartial,
-        starts: np.ndarray,
-        keys: np.ndarray,
-        series: np.ndarray,
-    ) -> None:
-        """Each window's statistics into the store: the one loop, a turn per window and series
-        (statistics stay plain numbers; those a window held already merge vectorised)."""
-        for key in dict.fromkeys(keys.tolist()):
-            touched[key] = None
-            if key not in store:
-                store[key] = KeyWindows()
-        states = partial.states()
-        held: list[SeriesStats] = []
-        held_new: list[int] = []
-        last: tuple[str, int] | None = None
-        pane: dict[str, SeriesStats] = {}
-        # Groups come ordered by window, then key: consecutive series share a pane.
-        rows = zip(keys.tolist(), starts.tolist(), series.tolist(), strict=True)
-        for g, (key, start, name) in enumerate(rows):
-            if last != (key, start):
-                last = (key, start)
-                panes = store[key].panes
-                pane = panes.get((index, start))  # type: ignore[assignment]
-                if pane is None:
-                    pane = panes[(index, start)] = {}
-            stats = pane.get(name)
-            if stats is None:
-                pane[name] = SeriesStats.of_state(states[g])
-            elif stats.lazy:
-                held.append(stats)
-                held_new.append(g)
-            else:  # the per-event path built River estimators for it: merge there
-                stats.merge(SeriesStats.of_state(states[g]))
-        if held:
-            k = len(held)
-            both = GroupPartial.of_states([s.state() for s in held] + [states[g] for g in held_new])
-            into = np.tile(np.arange(k), 2)  # earlier samples first: later ones win ties
-            merged = both.combine(np.arange(2 * k), into, np.zeros(2 * k), k)
-            for stats, state in zip(held, merged.states(), strict=True):
-                stats.set_state(state)
+        return late, earliest
 
     def _add_session(
         self, windows: KeyWindows, i: int, d: WindowDef, ts_us: int, series: str, value: float
-    ) -> None:
+    ) -> int:
+        """Add the sample to its session (merging the sessions it bridges); the session's
+        end."""
         sessions = windows.sessions.setdefault(i, [])
         lo, hi = ts_us, ts_us + d.size_us
         touching = [s for s in sessions if lo < s.end and hi > s.start]
@@ -437,16 +294,23 @@ class WindowAssigner:
         if stats is None:
             stats = target.series[series] = SeriesStats()
         stats.update((ts_us - target.anchor) / 1e6, value)
+        return target.end
 
-    def close(self, windows: KeyWindows, watermark_us: int) -> list[Closed]:
+    def close(
+        self, windows: KeyWindows, watermark_us: int, table: StatsTable | None = None
+    ) -> list[Closed]:
         """Remove and return the windows with ``end + grace <= watermark_us``, in
-        ``(end, definition, start)`` order."""
+        ``(end, definition, start)`` order (series in ``table`` slots are taken out)."""
         out: list[Closed] = []
         for (i, start), pane in list(windows.panes.items()):
             d = self.defs[i]
             end = start + d.size_us
             if end + d.grace_us <= watermark_us:  # type: ignore[operator]
                 del windows.panes[(i, start)]
+                for name, stats in pane.items():
+                    if type(stats) is int:
+                        assert table is not None
+                        pane[name] = table.take(stats)
                 out.append(Closed(i, start, end, pane))
         for i, sessions in windows.sessions.items():
             grace = self.defs[i].grace_us
@@ -461,35 +325,6 @@ class WindowAssigner:
             sessions[:] = keep
         out.sort(key=lambda c: (c.end, c.index, c.start))
         return out
-
-
-def _dense_ids(*columns: tuple[np.ndarray, int]) -> tuple[np.ndarray, int]:
-    """Dense ids (0..n-1) of the distinct rows of integer columns, each given with its range
-    (values in ``[0, range)``): by counting when the id space is small (the usual batch), by
-    sorting otherwise.
-
-    >>> ids, n = _dense_ids((np.array([2, 0, 2]), 3), (np.array([1, 1, 1]), 2))
-    >>> ids.tolist(), n
-    ([1, 0, 1], 2)
-    """
-    span = 1
-    for _, size in columns:
-        span *= size
-    length = len(columns[0][0])
-    if span < 2**62:
-        ids = np.zeros(length, dtype=np.int64)
-        for values, size in columns:
-            ids = ids * size + values
-        if span <= 4 * length + 4096:
-            present = np.zeros(span, dtype=bool)
-            present[ids] = True
-            dense = np.cumsum(present) - 1
-            return dense[ids], int(dense[-1]) + 1
-        unique, inverse = np.unique(ids, return_inverse=True)
-        return inverse.reshape(-1), len(unique)
-    stacked = np.stack([values for values, _ in columns], axis=1)
-    unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    return inverse.reshape(-1), len(unique)
 
 
 def merge_series(into: Session, other: Session) -> None:
@@ -509,7 +344,11 @@ def results(
     series: dict[str, SeriesStats], aggregations: Sequence[str]
 ) -> dict[str, dict[str, float]]:
     """Per series (sorted by name), the requested aggregates."""
-    return {name: series[name].result(aggregations) for name in sorted(series)}
+    out = {}
+    for name in sorted(series):
+        full = series[name].result()
+        out[name] = {agg: float(full[agg]) for agg in aggregations}
+    return out
 
 
 def check_aggregations(aggregations: Sequence[str]) -> tuple[str, ...]:

@@ -89,6 +89,9 @@ _LATEST_S = LATEST.timestamp()
 
 @dataclass(frozen=True)
 class WorkerOptions:
+    """How a worker runs; the app builds these from its settings
+    (:func:`wearwatch.wiring.worker_options`), the runtime never reads settings itself."""
+
     watermark_delay_s: float = 5.0
     checkpoint_interval_s: float = 1.0
     max_buffered_outputs: int = 20_000
@@ -111,23 +114,6 @@ class WorkerOptions:
     unsigned_checkpoints: bool = False
     #: How long a broker outage or a vanished input topic is waited out before giving up.
     max_outage_s: float = 60.0
-
-    @classmethod
-    def from_settings(cls, **overrides: object) -> WorkerOptions:
-        from wearwatch.config import get_settings
-
-        s = get_settings()
-        values: dict[str, object] = {
-            "watermark_delay_s": s.watermark_delay_s,
-            "checkpoint_interval_s": s.checkpoint_interval_s,
-            "poll_max_records": s.poll_max_records,
-            "max_event_bytes": s.max_event_bytes,
-            "lease_s": s.lease_s,
-            "max_outage_s": s.max_outage_s,
-            "max_future_s": s.max_future_s,
-        }
-        values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
 
 
 class Worker:

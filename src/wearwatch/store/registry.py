@@ -1,6 +1,6 @@
 """A file-system model registry: versioned artifacts, checksums, an atomic ``current`` pointer.
 
-Layout under the root (default ``get_settings().registry_dir`` = ``<data_dir>/models``)::
+Layout under the root (the app passes ``<data_dir>/models``, the ``registry_dir`` setting)::
 
     <root>/<family>/v0001/<artifacts>   the model, in a format that cannot run code (below)
     <root>/<family>/v0001/meta.json     format, params, metrics, data hash, code version,
@@ -194,11 +194,7 @@ class ModelVersion:
 
 
 class ModelRegistry:
-    def __init__(self, root: Path | str | None = None) -> None:
-        if root is None:
-            from wearwatch.config import get_settings
-
-            root = get_settings().registry_dir
+    def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
 
     # ----------------------------------------------------------------- paths & validation

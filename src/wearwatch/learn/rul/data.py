@@ -46,11 +46,13 @@ def missing_files(directory: Path, subsets: Iterable[str]) -> list[str]:
     return [name for s in subsets for name in required_files(s) if not (directory / name).is_file()]
 
 
-def default_data_dir() -> Path:
-    """``cmapss_dir`` setting, else ``<checkout>/../shared/data/cmapss``, else cwd-relative."""
-    from wearwatch.config import get_settings
+def default_data_dir(configured: Path | str | None = None) -> Path:
+    """``configured`` (the app passes its ``cmapss_dir`` setting), else
+    ``<checkout>/../shared/data/cmapss``, else cwd-relative.
 
-    configured = get_settings().cmapss_dir
+    >>> default_data_dir("/data/cmapss")
+    PosixPath('/data/cmapss')
+    """
     if configured is not None:
         return Path(configured)
     # src/wearwatch/learn/rul/data.py -> parents[4] is the repository root.

@@ -1,9 +1,9 @@
 """Offline evaluation of the deployed path, in virtual time.
 
-The twin writes to a scratch embedded log, a :class:`Worker` runs :class:`MillOperator` over
-it exactly as ``wearwatch worker mill`` does (per-partition watermarks, late halves, the
-checkpointed pipeline), and the decisions and outcomes are read back from the log. Outcomes
-are grouped by the scenario's phases using the twin's ground truth, which the pipeline never
+The twin writes to a scratch embedded log, a :class:`FlowWorker` runs the mill flow over it
+exactly as ``wearwatch worker mill`` does (both stages, watermarks, late halves, checkpoints),
+and the decisions, outcomes and drift detections are read back from the log. Outcomes are
+grouped by the scenario's phases using the twin's ground truth, which the pipeline never
 sees.
 """
 
@@ -16,20 +16,16 @@ from typing import Any
 
 import msgspec
 
-from wearwatch.bus.base import read_all
+from wearwatch.bus.base import Log, read_all
 from wearwatch.bus.sqlite import SqliteLog
-from wearwatch.events import PassActual, PassOutcome, PassRequest, Setpoint
+from wearwatch.events import DriftDetected, PassActual, PassOutcome, PassRequest, Setpoint
 from wearwatch.learn.online import PIPELINE_LEARNERS
-from wearwatch.pipelines.mill.operator import (
-    DECISIONS_TOPIC,
-    OUTCOMES_TOPIC,
-    PASSES_TOPIC,
-    MillOperator,
-)
-from wearwatch.pipelines.mill.pipeline import MillPipeline, MillPipelineConfig
+from wearwatch.pipelines.mill.flow import mill_flow
+from wearwatch.pipelines.mill.pipeline import MillPipelineConfig
 from wearwatch.pipelines.mill.router import ShadowRouter
-from wearwatch.runtime.checkpoint import SqliteCheckpointStore, resolve_checkpoint_key
-from wearwatch.runtime.worker import Worker, WorkerOptions
+from wearwatch.runtime.flow_worker import FlowWorker
+from wearwatch.runtime.worker import WorkerOptions
+from wearwatch.topics import MILL_DECISIONS, MILL_DRIFT, MILL_OUTCOMES, MILL_PASSES
 from wearwatch.twin.mill.publish import publish
 from wearwatch.twin.mill.simulation import MillTwin, MillTwinConfig
 
@@ -65,7 +61,8 @@ def evaluate(
     )
     config = pipeline_config or MillPipelineConfig(learners=learners, seed=seed)
     with tempfile.TemporaryDirectory(prefix="wearwatch-evaluate-") as tmp:
-        log = SqliteLog(Path(tmp) / "log.db")
+        path = Path(tmp) / "log.db"
+        log = SqliteLog(path)
         publish(log, twin.events(max_passes=passes))
         options = WorkerOptions(
             watermark_delay_s=watermark_delay_s,
@@ -73,28 +70,17 @@ def evaluate(
             poll_timeout_s=0.0,
             exit_when_idle=True,
         )
-        Worker(log, MillOperator(config=config), _GROUP, options).run(install_signals=False)
+        counters = FlowWorker(lambda: SqliteLog(path), mill_flow(config), _GROUP, options).run(
+            install_signals=False
+        )
         ratings = {
             (e.slab_id, e.pass_no): e.rating_force_kn
-            for r in read_all(log, PASSES_TOPIC)
-            for e in msgspec.json.decode(r.value, type=list[PassRequest | PassActual])
+            for e in _read(log, MILL_PASSES.name, PassRequest | PassActual)
             if isinstance(e, PassRequest)
         }
-        decisions = [
-            msgspec.json.decode(r.value, type=Setpoint) for r in read_all(log, DECISIONS_TOPIC)
-        ]
-        outcomes = [
-            msgspec.json.decode(r.value, type=PassOutcome) for r in read_all(log, OUTCOMES_TOPIC)
-        ]
-        pipelines = [
-            state.extra["mill"]
-            for state in SqliteCheckpointStore(
-                log, _GROUP, resolve_checkpoint_key(log.url, "", False)
-            )
-            .load(PASSES_TOPIC, range(log.partitions(PASSES_TOPIC)))
-            .values()
-            if "mill" in state.extra
-        ]
+        decisions: list[Setpoint] = _read(log, MILL_DECISIONS.name, Setpoint)
+        outcomes: list[PassOutcome] = _read(log, MILL_OUTCOMES.name, PassOutcome)
+        drifts: list[DriftDetected] = _read(log, MILL_DRIFT.name, DriftDetected)
         log.close()
     # Join order across product lines: by the measurement's event time.
     outcomes.sort(key=lambda o: (o.ts, o.slab_id, o.pass_no))
@@ -107,7 +93,7 @@ def evaluate(
             violations += 1
         if d.source != "model" and d.reason in ("", "model"):
             unexplained_fallbacks += 1
-    stats = _merged_stats(pipelines)
+    reasons = Counter(d.reason for d in decisions)
 
     truth = twin.truth
     phase_names = [seg.name for seg in twin.scenario.segments]
@@ -122,29 +108,33 @@ def evaluate(
         "phases": phases,
         "overall": _summary(outcomes, config.learners),
         **_recovery(twin, outcomes),
-        "decisions_by_reason": stats["decisions_by_reason"],
-        "orphans": stats["orphans"],
-        "duplicates": stats["duplicates"],
-        "late": stats["late"],
-        "joined": stats["joined"],
+        "decisions_by_reason": dict(sorted(reasons.items())),
+        **{name: counters[name] for name in ("joined", "orphans", "too_late", "duplicates")},
         "limit_violations": violations,
         "fallbacks_without_reason": unexplained_fallbacks,
-        "drifts": stats["drifts"],
+        "drifts": _drifts(decisions, drifts, config.learners),
         "default_learner": config.default_learner,
     }
 
 
-def _merged_stats(pipelines: list[MillPipeline]) -> dict[str, Any]:
-    """One partition's pipeline serves some product lines: add the partitions up."""
-    counters: Counter[str] = Counter()
-    decisions: Counter[str] = Counter()
-    drifts: dict[str, Any] = {}
-    for pipeline in pipelines:
-        stats = pipeline.stats()
-        counters.update({k: stats[k] for k in ("orphans", "duplicates", "late", "joined")})
-        decisions.update(stats["decisions_by_reason"])
-        drifts.update(stats["drifts"])
-    return {**counters, "decisions_by_reason": dict(sorted(decisions.items())), "drifts": drifts}
+def _read(log: Log, topic: str, kind: Any) -> list[Any]:
+    """Every event on ``topic``: a record holds one event or a JSON array of them."""
+    out: list[Any] = []
+    for record in read_all(log, topic):
+        decoded = msgspec.json.decode(record.value, type=kind | list[kind])
+        out.extend(decoded if isinstance(decoded, list) else [decoded])
+    return out
+
+
+def _drifts(
+    decisions: list[Setpoint], drifts: list[DriftDetected], learners: tuple[str, ...]
+) -> dict[str, dict[str, int]]:
+    """Drift detections per product line and learner (0 for a learner that never fired)."""
+    table = {line: dict.fromkeys(learners, 0) for line in sorted({d.line for d in decisions})}
+    for d in drifts:
+        row = table.setdefault(d.line, dict.fromkeys(learners, 0))
+        row[d.learner] = max(row.get(d.learner, 0), d.detections)
+    return table
 
 
 def _mean(values: list[float]) -> float | None:

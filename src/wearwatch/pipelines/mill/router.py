@@ -17,11 +17,15 @@ model says "more than +25 %", so the edge is closer to the truth than the baseli
 with ``on_limit="physics"``, replaced by the baseline. Every source other than ``model`` is a
 fallback and carries its reason.
 
+The router is the policy; a line's trust (:class:`LineTrust`) is state the caller keeps per
+product line (the mill pipeline keeps it in the line's keyed state) and hands in.
+
 >>> r = ShadowRouter(RouterConfig(warmup_passes=0))
->>> d = r.decide("structural", baseline_kn=20_000.0, model_kn=26_000.0, rating_kn=45_000.0)
+>>> structural = LineTrust()
+>>> d = r.decide(structural, baseline_kn=20_000.0, model_kn=26_000.0, rating_kn=45_000.0)
 >>> d.source, d.reason, d.served_kn
 ('clipped', 'limit_high', 25000.0)
->>> r.decide("structural", 20_000.0, 21_000.0, 45_000.0).reason
+>>> r.decide(structural, 20_000.0, 21_000.0, 45_000.0).reason
 'model'
 """
 
@@ -78,6 +82,8 @@ class Decision:
 
 @dataclass
 class LineTrust:
+    """One product line's trust in its model: joined passes, APE EWMAs, bench state."""
+
     joined: int = 0
     ewma_model: float | None = None
     ewma_baseline: float | None = None
@@ -87,19 +93,13 @@ class LineTrust:
     promotions: int = 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class ShadowRouter:
+    """The routing policy; every call takes the line's :class:`LineTrust`."""
+
     config: RouterConfig = field(default_factory=RouterConfig)
-    lines: dict[str, LineTrust] = field(default_factory=dict)
 
-    def _line(self, line: str) -> LineTrust:
-        trust = self.lines.get(line)
-        if trust is None:
-            trust = self.lines[line] = LineTrust()
-        return trust
-
-    def state(self, line: str) -> str:
-        trust = self._line(line)
+    def state(self, trust: LineTrust) -> str:
         if trust.joined < self.config.warmup_passes:
             return "warmup"
         return "benched" if trust.benched else "serving"
@@ -111,10 +111,10 @@ class ShadowRouter:
         return low, high
 
     def decide(
-        self, line: str, baseline_kn: float, model_kn: float | None, rating_kn: float
+        self, trust: LineTrust, baseline_kn: float, model_kn: float | None, rating_kn: float
     ) -> Decision:
         cfg = self.config
-        state = self.state(line)
+        state = self.state(trust)
         low, high = self.limits(baseline_kn, rating_kn)
         value, source = baseline_kn, "physics"
         if state == "warmup":
@@ -141,11 +141,10 @@ class ShadowRouter:
         return Decision(value, source, reason, state, low, high)
 
     def observe(
-        self, line: str, actual_kn: float, baseline_kn: float, model_kn: float | None
+        self, trust: LineTrust, actual_kn: float, baseline_kn: float, model_kn: float | None
     ) -> None:
         """Score a joined pass (the model in shadow, whatever was served) and update trust."""
         cfg = self.config
-        trust = self._line(line)
         trust.joined += 1
         ape_b = abs(baseline_kn - actual_kn) / abs(actual_kn) * 100.0
         ape_m = (

@@ -1,11 +1,16 @@
-"""Put the mill twin on the log: passes to ``mill.passes`` (keyed by product line), ground
-truth and maintenance to ``mill.twin``; in paced runs, live commands from ``mill.control``."""
+"""Put the mill twin on the log: passes to ``mill.passes``, ground truth and maintenance to
+``mill.twin``; in paced runs, live commands from ``mill.control``.
+
+The twin is a producer like a real plant: it keys each event by the field its topic declares
+(:mod:`wearwatch.topics`, e.g. ``slab_id`` on ``mill.passes``) and knows nothing of the
+pipelines that read it or of how they key their state.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from wearwatch.bus.base import Consumer, Log, OutRecord, pack_by_partition
 from wearwatch.events import (
@@ -19,8 +24,7 @@ from wearwatch.events import (
     encode,
     utc,
 )
-from wearwatch.pipelines.mill.operator import CONTROL_TOPIC, PASSES_TOPIC, TWIN_TOPIC
-from wearwatch.runtime.operator import DEAD_LETTER_TOPIC
+from wearwatch.topics import DEAD_LETTERS, MILL_CONTROL, MILL_PASSES, MILL_TWIN
 from wearwatch.twin.mill.simulation import ASSET_ID, MillTwin
 
 
@@ -31,28 +35,6 @@ class PublishStats:
     events: int = 0
     commands: int = 0
     rejected_commands: int = 0
-    lines_by_slab: dict[str, str] = field(default_factory=dict)
-
-
-#: Slabs whose product line the publisher remembers (a slab's passes span minutes).
-_REMEMBERED_SLABS = 10_000
-
-
-def _key(stats: PublishStats) -> Callable[[object], str]:
-    lines = stats.lines_by_slab
-
-    def key_of(event: object) -> str:
-        if isinstance(event, PassRequest):
-            lines[event.slab_id] = event.line
-            if len(lines) > _REMEMBERED_SLABS:
-                del lines[next(iter(lines))]  # the oldest slab (dicts keep insertion order)
-            return event.line
-        if isinstance(event, PassActual):
-            # The request of a pass always precedes its measurement in the twin's log order.
-            return lines[event.slab_id]
-        return ASSET_ID
-
-    return key_of
 
 
 def publish(
@@ -70,21 +52,24 @@ def publish(
     twin applies the commands found on ``mill.control`` between flushes; a bad command goes to
     the dead letters with its reason.
     """
-    for topic in (PASSES_TOPIC, TWIN_TOPIC, CONTROL_TOPIC, DEAD_LETTER_TOPIC):
-        log.create_topic(topic)
-    partitions = {t: log.partitions(t) for t in (PASSES_TOPIC, TWIN_TOPIC)}
+    for topic in (MILL_PASSES, MILL_TWIN, MILL_CONTROL, DEAD_LETTERS):
+        topic.create(log)
+    partitions = {t.name: log.partitions(t.name) for t in (MILL_PASSES, MILL_TWIN)}
     stats = PublishStats()
-    key_of = _key(stats)
-    control = log.consumer(f"{ASSET_ID}.control", [CONTROL_TOPIC]) if twin else None
+    control = log.consumer(f"{ASSET_ID}.control", [MILL_CONTROL.name]) if twin else None
     passes: list[Event] = []
     truth: list[Event] = []
     last_flush = time.monotonic()
 
     def flush() -> None:
         nonlocal last_flush
-        records = pack_by_partition(
-            PASSES_TOPIC, passes, key_of, partitions[PASSES_TOPIC], encode, batch
-        ) + pack_by_partition(TWIN_TOPIC, truth, key_of, partitions[TWIN_TOPIC], encode, batch)
+        records = [
+            record
+            for topic, events in ((MILL_PASSES, passes), (MILL_TWIN, truth))
+            for record in pack_by_partition(
+                topic.name, events, topic.key_of, partitions[topic.name], encode, batch
+            )
+        ]
         if records:
             log.produce(records)
             log.flush()
@@ -104,7 +89,7 @@ def publish(
             stats.passes += isinstance(event, PassRequest)
         else:
             truth.append(event)
-        if len(passes) >= batch * partitions[PASSES_TOPIC] or (
+        if len(passes) >= batch * partitions[MILL_PASSES.name] or (
             flush_every_s and time.monotonic() - last_flush >= flush_every_s
         ):
             flush()
@@ -126,14 +111,16 @@ def _apply_commands(control: Consumer, twin: MillTwin, log: Log, stats: PublishS
             stats.rejected_commands += 1
             letter = DeadLetter(
                 ts=utc(time.time()),
-                source_topic=CONTROL_TOPIC,
+                source_topic=MILL_CONTROL.name,
                 partition=record.partition,
                 offset=record.offset,
                 reason=str(exc),
                 field=getattr(exc, "field", "args"),
                 raw=record.value,
             )
-            letters.append(OutRecord(DEAD_LETTER_TOPIC, CONTROL_TOPIC.encode(), encode(letter)))
+            letters.append(
+                OutRecord(DEAD_LETTERS.name, DEAD_LETTERS.key_of(letter).encode(), encode(letter))
+            )
     if letters:
         log.produce(letters)
         log.flush()  # the letters are durable before the commands' offsets are committed
@@ -145,7 +132,7 @@ def send_command(log: Log, command: str, args: dict[str, object]) -> TwinCommand
     """Validate a command against a scratch twin, then put it on ``mill.control``."""
     event = TwinCommand(ts=utc(time.time()), command=command, args=args)
     MillTwin().apply(event)  # raises ValueError naming the argument
-    log.create_topic(CONTROL_TOPIC)
-    log.produce([OutRecord(CONTROL_TOPIC, ASSET_ID.encode(), encode(event))])
+    MILL_CONTROL.create(log)
+    log.produce([OutRecord(MILL_CONTROL.name, MILL_CONTROL.key_of(event).encode(), encode(event))])
     log.flush()
     return event

@@ -10,10 +10,13 @@ window step's own correctness against a brute force is the flow's window tests' 
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +25,7 @@ from wearwatch.bus.sqlite import SqliteLog
 from wearwatch.columnar import encode_events, pack_columns
 from wearwatch.events import DeadLetter, Event, FeatureVector, Reading, encode, utc
 from wearwatch.pipelines.fleet_features import FEATURES_TOPIC, READINGS_TOPIC, fleet_features
+from wearwatch.runtime.aggregate import SeriesStats, group_partials
 from wearwatch.runtime.dataflow import Flow, Source
 from wearwatch.runtime.harness import run_in_memory
 from wearwatch.runtime.operator import DEAD_LETTER_TOPIC
@@ -51,8 +55,34 @@ def _options(delay_s: float) -> WorkerOptions:
     )
 
 
-def _same_windows(a: list[Any], b: list[Any]) -> None:
-    """Same windows, ``count``/``min``/``max``/``latest`` exactly, moments within 1e-9."""
+#: The test flow's window definitions: name → (grace µs).
+GRACE_US = {"tumbling(2s)": 250_000, "hopping(6s,2s)": 1_000_000, "tumbling(3s)": 500_000}
+
+
+def _spans(rows: list[tuple[int, str, str, float]], delay_us: int) -> dict[tuple, float]:
+    """Per (key, kind, start µs, series): the time span (s) of the samples the window took —
+    a reading is in unless the watermark it was read under had closed the window."""
+    times: dict[tuple, list[int]] = {}
+    watermark = -(2**63)
+    for us, machine, sensor, _ in rows:
+        watermark = max(watermark, us - delay_us)
+        for kind, (size, step) in {
+            "tumbling(2s)": (2_000_000, 2_000_000),
+            "hopping(6s,2s)": (6_000_000, 2_000_000),
+            "tumbling(3s)": (3_000_000, 3_000_000),
+        }.items():
+            start = us - us % step
+            while start > us - size:
+                if start + size + GRACE_US[kind] > watermark:
+                    times.setdefault((machine, kind, start, sensor), []).append(us)
+                start -= step
+    return {k: (max(v) - min(v)) / 1e6 for k, v in times.items()}
+
+
+def _same_windows(a: list[Any], b: list[Any], spans: dict[tuple, float]) -> None:
+    """Same windows; ``count``/``min``/``max``/``latest`` exactly; moments within 1e-9 of the
+    values' scale (a sum: times the count; a slope: over the samples' time span, as a least
+    squares slope of samples microseconds apart is that ill-conditioned)."""
 
     def key(r: Any) -> tuple:
         return (r.key, r.kind, r.start, r.end)
@@ -61,14 +91,17 @@ def _same_windows(a: list[Any], b: list[Any]) -> None:
     assert [key(r) for r in a] == [key(r) for r in b]
     for x, y in zip(a, b, strict=True):
         assert x.series.keys() == y.series.keys()
+        start_us = round(x.start.timestamp() * 1e6)
         for name, want in x.series.items():
             got = y.series[name]
             assert got.keys() == want.keys()
             for agg in ("count", "min", "max", "latest"):
                 assert got[agg] == want[agg], (key(x), name, agg)
             scale = max(1.0, abs(want["min"]), abs(want["max"]))
+            span = max(spans[(x.key, x.kind, start_us, name)], 1e-6)
             for agg in ("sum", "mean", "std", "slope"):
-                tol = 1e-9 * scale * (max(1.0, want["count"]) if agg == "sum" else 1.0)
+                factor = {"sum": max(1.0, want["count"]), "slope": 1.0 / span}.get(agg, 1.0)
+                tol = 1e-9 * scale * factor
                 assert math.isclose(got[agg], want[agg], rel_tol=1e-9, abs_tol=tol), (
                     key(x), name, agg, got[agg], want[agg],
                 )  # fmt: skip
@@ -111,7 +144,8 @@ def test_columnar_windows_equal_per_event_windows(
         start, i = start + size, i + 1
     columnar = run_in_memory(_flow(), records, options=_options(delay_s))
 
-    _same_windows(per_event["features"], columnar["features"])
+    spans = _spans(rows, round(delay_s * 1e6))
+    _same_windows(per_event["features"], columnar["features"], spans)
     assert per_event.totals == columnar.totals
     late_json = [d for d in per_event["dead_letters"] if d.reason.startswith("late")]
     late_arrow = [d for d in columnar["dead_letters"] if d.reason.startswith("late")]
@@ -210,3 +244,27 @@ def test_a_failing_process_columns_fails_its_rows_and_the_worker_goes_on(
     assert [d.reason for d in letters] == ["processing failed: RuntimeError: boom"] * 3
     assert [msgspec.json.decode(d.raw, type=Reading) for d in letters] == good
     log.close()
+
+
+def test_statistics_held_as_numbers_behave_as_rivers() -> None:
+    """Statistics restored from numbers (a checkpoint, a columnar table slot) answer from the
+    numbers, and turn into River's estimators only when a sample or a merge needs them."""
+    rng = np.random.default_rng(5)
+    t, v = rng.random(50), rng.normal(size=50)
+    river = SeriesStats()
+    for a, b in zip(t, v, strict=True):
+        river.update(float(a), float(b))
+    held = pickle.loads(pickle.dumps(river))
+    assert held._state is not None and river._state is None
+    assert held.result() == river.result() and held.n == river.n == 50
+    partial = SeriesStats.from_partial(group_partials(np.zeros(50, np.int64), t, v, 1), 0)
+    for name, value in river.result().items():
+        assert math.isclose(partial.result()[name], value, rel_tol=1e-12, abs_tol=1e-12), name
+    assert all(type(x) is float for x in partial.__getstate__())  # msgspec encodes these
+    held.update(2.0, 7.0)
+    river.update(2.0, 7.0)
+    assert held._state is None
+    assert held.result() == river.result() and held.result()["latest"] == 7.0
+    other = pickle.loads(pickle.dumps(river))
+    merged = pickle.loads(pickle.dumps(river)).merge(other)
+    assert merged.n == 102 and merged.result()["mean"] == pytest.approx(river.result()["mean"])

@@ -28,6 +28,7 @@ from typing import Any
 from wearwatch.events import (
     DeadLetter,
     DriftDetected,
+    FeatureVector,
     MaintenanceEvent,
     PassActual,
     PassOutcome,
@@ -99,6 +100,8 @@ MILL_CONTROL = Topic("mill.control", TwinCommand, partitioned_by=None, partition
 READINGS = Topic("fleet.readings", Reading, partitioned_by="machine_id")
 #: Per-key count and sum of readings (the reference pipeline's output).
 READING_TOTALS = Topic("fleet.reading_totals", ReadingTotals, partitioned_by="key")
+#: Window features per machine (``<sensor>.<aggregate>``), one vector per machine and window.
+FEATURES = Topic("fleet.features", FeatureVector, partitioned_by="machine_id")
 
 # --- runtime --------------------------------------------------------------------------------
 
@@ -117,6 +120,7 @@ TOPICS: dict[str, Topic] = {
         MILL_CONTROL,
         READINGS,
         READING_TOTALS,
+        FEATURES,
         DEAD_LETTERS,
     )
 }

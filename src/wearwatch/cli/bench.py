@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from wearwatch.cli.errors import finite
+
 app = typer.Typer(help="Benchmarks that back the README's figures.", no_args_is_help=True)
 
 
@@ -30,12 +32,32 @@ def runtime(
     events: int = typer.Option(500_000, min=1000, help="events through the pipeline per run"),
     repeats: int = typer.Option(3, min=1, help="runs per measurement (medians reported)"),
     batch: int = typer.Option(400, min=1, help="events per log record"),
+    readings: int = typer.Option(
+        3_000_000, min=10_000, help="readings through the windowed fleet flow per run"
+    ),
+    readings_per_record: int = typer.Option(
+        50_000, min=1, help="readings per columnar (Arrow) record of the windowed run"
+    ),
+    sensor_hz: float = typer.Option(
+        100.0,
+        callback=finite(0.01, 100_000.0),
+        help="sample rate of each of the fleet's 300 sensors (event time)",
+    ),
 ) -> None:
-    """Embedded log append/read rates and the keyed pipeline's end-to-end rate."""
+    """Embedded log append/read rates, the keyed pipeline's end-to-end rate, and the windowed
+    fleet flow over Arrow records against the log's limit on the same bytes."""
     from wearwatch.benchmarks.runtime import run_runtime_benchmark
 
-    with Console(stderr=True).status("measuring the embedded log and the keyed pipeline…"):
-        result = run_runtime_benchmark(events=events, rows=events, repeats=repeats, batch=batch)
+    with Console(stderr=True).status("measuring the embedded log and the pipelines…"):
+        result = run_runtime_benchmark(
+            events=events,
+            rows=events,
+            repeats=repeats,
+            batch=batch,
+            readings=readings,
+            rows_per_record=readings_per_record,
+            sensor_hz=sensor_hz,
+        )
     _print(result, as_json, "wearwatch runtime benchmark (medians)")
 
 

@@ -21,6 +21,7 @@ PIPELINES = REGISTRY
 
 #: Modules of this package whose import registers flows.
 BUILTIN_MODULES: tuple[str, ...] = (
+    "wearwatch.pipelines.fleet_features",
     "wearwatch.pipelines.reading_windows",
     "wearwatch.pipelines.mill.flow",
 )

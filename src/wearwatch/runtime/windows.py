@@ -285,6 +285,9 @@ class WindowAssigner:
             target = touching[0]
             for other in touching[1:]:
                 merge_series(target, other)
+                # The bridged session may reach further than the first one (the sample can
+                # overlap an earlier session and a later, longer one at once).
+                target.end = max(target.end, other.end)
                 sessions.remove(other)
             if lo < target.start:
                 target.start = lo

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,9 @@ def _spans(rows: list[tuple[int, str, str, float]], delay_us: int) -> dict[tuple
 
 def _same_windows(a: list[Any], b: list[Any], spans: dict[tuple, float]) -> None:
     """Same windows; ``count``/``min``/``max``/``latest`` exactly; moments within 1e-9 of the
-    values' scale (a sum: times the count; a slope: over the samples' time span, as a least
-    squares slope of samples microseconds apart is that ill-conditioned)."""
+    values' scale (a sum: times the count; a slope: over the samples' time span, and relatively
+    within the rounding of times over that span, as a least squares slope of samples a
+    microsecond apart is that ill-conditioned)."""
 
     def key(r: Any) -> tuple:
         return (r.key, r.kind, r.start, r.end)
@@ -99,10 +101,14 @@ def _same_windows(a: list[Any], b: list[Any], spans: dict[tuple, float]) -> None
                 assert got[agg] == want[agg], (key(x), name, agg)
             scale = max(1.0, abs(want["min"]), abs(want["max"]))
             span = max(spans[(x.key, x.kind, start_us, name)], 1e-6)
+            size_s = (x.end - x.start).total_seconds()
             for agg in ("sum", "mean", "std", "slope"):
                 factor = {"sum": max(1.0, want["count"]), "slope": 1.0 / span}.get(agg, 1.0)
                 tol = 1e-9 * scale * factor
-                assert math.isclose(got[agg], want[agg], rel_tol=1e-9, abs_tol=tol), (
+                # Times are seconds within the window: a slope's relative precision is no
+                # better than their rounding (eps × window size) over the samples' span.
+                rel = 1e-9 + (16 * sys.float_info.epsilon * size_s / span if agg == "slope" else 0)
+                assert math.isclose(got[agg], want[agg], rel_tol=rel, abs_tol=tol), (
                     key(x), name, agg, got[agg], want[agg],
                 )  # fmt: skip
 

@@ -173,6 +173,68 @@ class GroupPartial:
     latest_t: np.ndarray
     latest_v: np.ndarray
 
+    def combine(
+        self, parts: np.ndarray, into: np.ndarray, shift_s: np.ndarray, n_groups: int
+    ) -> GroupPartial:
+        """The statistics of groups made of this partial's groups: part ``j`` is group
+        ``parts[j]`` of this partial, belonging to group ``into[j]`` of the result, its times
+        moved by ``shift_s[j]`` seconds (a pane's times onto its window's). A group may take
+        part in several results (overlapping windows). Chan's parallel formulas, vectorised
+        (as :meth:`StatsTable.merge`, for k parts at once); each result is shifted by its first
+        part's means first, so a constant series keeps exactly zero spread. ``latest`` among
+        equal times: the later part wins.
+
+        >>> p = group_partials(np.array([0, 0, 1]), np.array([0.0, 1.0, 0.0]),
+        ...                    np.array([1.0, 3.0, 5.0]), 2)
+        >>> whole = p.combine(np.array([0, 1]), np.array([0, 0]), np.array([0.0, 2.0]), 1)
+        >>> whole.count.tolist(), whole.v_mean.tolist(), whole.latest_v.tolist()
+        ([3], [3.0], [5.0])
+        >>> round(float(whole.cov[0] / whole.t_var[0]), 12)  # slope of (0,1) (1,3) (2,5)
+        2.0
+        """
+        n = self.count[parts].astype(np.float64)
+        total = np.bincount(into, weights=n, minlength=n_groups)
+        safe = np.maximum(total, 1.0)
+        first = np.full(n_groups, len(parts))
+        np.minimum.at(first, into, np.arange(len(parts)))
+        first = np.minimum(first, max(len(parts) - 1, 0))
+        t_part = self.t_mean[parts] + shift_s
+        v_part = self.v_mean[parts]
+        t0 = t_part[first] if len(parts) else np.zeros(n_groups)
+        v0 = v_part[first] if len(parts) else np.zeros(n_groups)
+        ts = t_part - t0[into]
+        vs = v_part - v0[into]
+        t_mean = np.bincount(into, weights=n * ts, minlength=n_groups) / safe
+        v_mean = np.bincount(into, weights=n * vs, minlength=n_groups) / safe
+        dt = ts - t_mean[into]
+        dv = vs - v_mean[into]
+        v_var = np.bincount(into, weights=n * (self.v_var[parts] + dv * dv), minlength=n_groups)
+        t_var = np.bincount(into, weights=n * (self.t_var[parts] + dt * dt), minlength=n_groups)
+        cov = np.bincount(into, weights=n * (self.cov[parts] + dt * dv), minlength=n_groups)
+        vmin = np.full(n_groups, np.inf)
+        np.minimum.at(vmin, into, self.min[parts])
+        vmax = np.full(n_groups, -np.inf)
+        np.maximum.at(vmax, into, self.max[parts])
+        latest_part = self.latest_t[parts] + shift_s
+        latest_t = np.full(n_groups, -np.inf)
+        np.maximum.at(latest_t, into, latest_part)
+        at_max = np.flatnonzero(latest_part == latest_t[into])
+        last = np.full(n_groups, -1)
+        np.maximum.at(last, into[at_max], at_max)
+        latest_v = np.where(last >= 0, self.latest_v[parts][last], np.nan)
+        return GroupPartial(
+            total.astype(np.int64),
+            v_mean + v0,
+            v_var / safe,
+            t_mean + t0,
+            t_var / safe,
+            cov / safe,
+            vmin,
+            vmax,
+            latest_t,
+            latest_v,
+        )
+
 
 def group_partials(groups: np.ndarray, t: np.ndarray, v: np.ndarray, n_groups: int) -> GroupPartial:
     """Vectorised :class:`SeriesStats` of every group in a batch.

@@ -350,7 +350,15 @@ class WindowNode(Node):
     ) -> None:
         """The vectorised :meth:`push` of a batch: ``keys`` are codes into ``key_names``,
         ``wm_us[i]`` the watermark row i is judged against. Same windows, same lateness, same
-        statistics (to rounding) as the rows one by one."""
+        statistics (to rounding) as the rows one by one.
+
+        No Python runs per row, and numpy touches each row once however many windows hold it:
+        rows are aggregated per (key, series, pane) — a pane being the gcd of every window size
+        and step, so each window is a run of whole panes — and each window's statistics are
+        merged from its panes (:meth:`GroupPartial.combine`), then into the open windows'
+        table slots at once. A row late for some window (rare) is taken after the batch by
+        :meth:`WindowAssigner.add`, in row order, as the per-event path takes it: it still
+        joins the windows it is not late for, and is counted and dead-lettered once."""
         ts = cols.ts_us
         values = np.asarray(cols.fields[self.value_name], dtype=np.float64)
         if self.series_name is None:
@@ -358,90 +366,114 @@ class WindowNode(Node):
         else:
             series, series_names = column_codes(cols, self.series_name)
         late_any = np.zeros(len(ts), bool)
-        late_for: list[tuple[int, int, np.ndarray, np.ndarray]] = []
+        for d in self.defs:  # a row's oldest window closes first
+            oldest = ((ts - d.size_us) // d.step_us + 1) * d.step_us
+            late_any |= oldest + d.size_us + d.grace_us <= wm_us  # type: ignore[operator]
         store = self._store(ctx)
         touched: set[int] = set()
-        for i, d in enumerate(self.defs):
-            grace = d.grace_us
-            last = ts - ts % d.step_us
-            for hop in range((d.size_us + d.step_us - 1) // d.step_us):
-                start = last - hop * d.step_us
-                inside = start > ts - d.size_us
-                late = inside & (start + d.size_us + grace <= wm_us)
-                if late.any():
-                    late_any |= late
-                    late_for.append((i, hop, late, start))
-                ok = inside & ~late
-                if not ok.any():
-                    continue
-                rows = np.flatnonzero(ok)
-                self._merge_groups(
-                    store,
-                    i,
-                    keys[rows],
-                    key_names,
-                    series[rows],
-                    series_names,
-                    start[rows],
-                    ts[rows],
-                    values[rows],
-                    touched,
-                    ctx,
-                )
-        if late_any.any():
-            for r in np.flatnonzero(late_any).tolist():
-                windows = []
-                for i, _hop, late, start in late_for:
-                    if late[r]:
-                        s0 = int(start[r])
-                        windows.append((i, s0, s0 + self.defs[i].size_us))
-                windows.sort(key=lambda w: (w[0], -w[1]))
-                item = Item(
-                    str(key_names[keys[r]]), None, int(ts[r]), int(wm_us[r]), cols.row_bytes(r)
-                )
-                self.late(item, windows, ctx)
+        on_time = np.flatnonzero(~late_any)
+        if len(on_time):
+            self._add_panes(
+                store, keys[on_time], key_names, series[on_time], series_names,
+                ts[on_time], values[on_time], touched, ctx,
+            )  # fmt: skip
+        table = ctx.state.keyed.get(self.table_id)
+        for r in np.flatnonzero(late_any).tolist():
+            key = str(key_names[keys[r]])
+            windows = store.get(key)
+            if windows is None:
+                windows = store[key] = KeyWindows()
+            name = str(series_names[series[r]])
+            late, _ = self.assigner.add(
+                windows, int(ts[r]), int(wm_us[r]), name, float(values[r]), table
+            )
+            touched.add(int(keys[r]))
+            item = Item(key, None, int(ts[r]), int(wm_us[r]), cols.row_bytes(r))
+            self.late(item, late, ctx)
         for code in touched:
             key = str(key_names[code])
             windows = store.get(key)
-            if windows:
-                nxt = windows.next_close(self.defs)
-                if nxt is not None:
-                    ctx.state.timers.set(f"{self.step_id}{SEP}{key}", nxt / 1e6)
+            if not windows:
+                store.pop(key, None)
+                continue
+            nxt = windows.next_close(self.defs)
+            if nxt is not None:
+                ctx.state.timers.set(f"{self.step_id}{SEP}{key}", nxt / 1e6)
 
-    def _merge_groups(
+    def _add_panes(
         self,
         store: dict[str, KeyWindows],
-        index: int,
         keys: np.ndarray,
         key_names: np.ndarray,
         series: np.ndarray,
         series_names: np.ndarray,
-        starts: np.ndarray,
         ts: np.ndarray,
         values: np.ndarray,
         touched: set[int],
         ctx: Context,
     ) -> None:
-        """Group rows by (key, series, window start), aggregate every group with numpy and
-        merge them all into the windows' table slots at once (after what is there: later
-        arrivals). Python touches each group once, to find its slot."""
-        step = self.defs[index].step_us
-        low = int(starts.min())
-        span = (int(starts.max()) - low) // step + 1
+        """On-time rows into every window definition through per-pane statistics."""
+        pane_us = math.gcd(*(n for d in self.defs for n in (d.size_us, d.step_us)))
+        pane_no = ts // pane_us
+        low = int(pane_no.min())
+        span = int(pane_no.max()) - low + 1
         n_series = len(series_names)
-        composite = (keys.astype(np.int64) * n_series + series) * span + (starts - low) // step
+        composite = (keys.astype(np.int64) * n_series + series) * span + (pane_no - low)
         unique, groups = group_ids(composite)
-        partial = group_partials(groups, (ts - starts) / 1e6, values, len(unique))
+        panes = group_partials(groups, (ts - pane_no * pane_us) / 1e6, values, len(unique))
+        pair, pane_index = np.divmod(unique, span)
+        p_start = (low + pane_index) * pane_us
+        for index, d in enumerate(self.defs):
+            if d.size_us == d.step_us == pane_us:  # the panes are this definition's windows
+                self._merge_windows(
+                    store, index, panes, pair, p_start, key_names, series_names, touched, ctx
+                )
+                continue
+            # A pane lies in the windows starting in (its start - size, its start].
+            parts, starts = [], []
+            newest = p_start - p_start % d.step_us
+            for hop in range((d.size_us + d.step_us - 1) // d.step_us):
+                start = newest - hop * d.step_us
+                inside = np.flatnonzero(start > p_start - d.size_us)
+                parts.append(inside)
+                starts.append(start[inside])
+            part = np.concatenate(parts)
+            start = np.concatenate(starts)
+            w_low = int(start.min()) // d.step_us
+            w_span = int(start.max()) // d.step_us - w_low + 1
+            w_unique, window = group_ids(pair[part] * w_span + (start // d.step_us - w_low))
+            partial = panes.combine(part, window, (p_start[part] - start) / 1e6, len(w_unique))
+            w_pair, w_index = np.divmod(w_unique, w_span)
+            self._merge_windows(
+                store, index, partial, w_pair, (w_low + w_index) * d.step_us,
+                key_names, series_names, touched, ctx,
+            )  # fmt: skip
+
+    def _merge_windows(
+        self,
+        store: dict[str, KeyWindows],
+        index: int,
+        partial: Any,
+        pairs: np.ndarray,
+        starts: np.ndarray,
+        key_names: np.ndarray,
+        series_names: np.ndarray,
+        touched: set[int],
+        ctx: Context,
+    ) -> None:
+        """Merge group g of ``partial`` — key and series ``divmod(pairs[g], n_series)``, window
+        of definition ``index`` starting at ``starts[g]`` — into the window's table slot, all
+        at once (after what is there: later arrivals). Python touches each group once, to find
+        its slot."""
         table = ctx.state.keyed.get(self.table_id)
         if table is None:
             table = ctx.state.keyed[self.table_id] = StatsTable()
-        pair, start_index = np.divmod(unique, span)
-        key_codes, series_codes = np.divmod(pair, n_series)
-        slots = np.empty(len(unique), np.int64)
+        key_codes, series_codes = np.divmod(pairs, len(series_names))
+        slots = np.empty(len(pairs), np.int64)
         missing: list[tuple[int, dict[str, Any], str]] = []
         last_code, windows = -1, None
-        for g, (code, series_code, k) in enumerate(
-            zip(key_codes.tolist(), series_codes.tolist(), start_index.tolist(), strict=True)
+        for g, (code, series_code, start) in enumerate(
+            zip(key_codes.tolist(), series_codes.tolist(), starts.tolist(), strict=True)
         ):
             if code != last_code:
                 touched.add(code)
@@ -451,7 +483,7 @@ class WindowNode(Node):
                     windows = store[key] = KeyWindows()
                 last_code = code
             assert windows is not None
-            pane_key = (index, low + k * step)
+            pane_key = (index, start)
             pane = windows.panes.get(pane_key)
             if pane is None:
                 pane = windows.panes[pane_key] = {}
@@ -469,7 +501,7 @@ class WindowNode(Node):
                     table.put(slot, old)
                 pane[name] = slot
                 slots[g] = slot
-        table.merge(slots, partial, np.arange(len(unique)))
+        table.merge(slots, partial, np.arange(len(pairs)))
 
     def on_timer(self, key: str, when: float, ctx: Context) -> None:
         store = self._store(ctx)

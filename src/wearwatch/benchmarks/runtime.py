@@ -9,6 +9,7 @@ the log's limit on the very same record bytes (append them all, read them all ba
 
 from __future__ import annotations
 
+import math
 import platform
 import statistics
 import tempfile
@@ -138,6 +139,10 @@ def _windowed(
     return readings / elapsed, outputs
 
 
+#: Event time a windowed run must span: a 30 s window, its 2 s grace, the 5 s watermark delay.
+_MIN_SPAN_S = 40.0
+
+
 def run_windowed_benchmark(
     readings: int = 3_000_000,
     repeats: int = 3,
@@ -145,6 +150,13 @@ def run_windowed_benchmark(
     rate_hz: float = 100.0,
 ) -> dict[str, Any]:
     """Medians over ``repeats`` runs; each run measures the log limit and the flow in turn."""
+    span_s = readings / (50 * 6 * rate_hz)
+    if span_s <= _MIN_SPAN_S:
+        need = math.floor(_MIN_SPAN_S * 50 * 6 * rate_hz) + 1
+        raise ValueError(
+            f"--readings {readings}: at --sensor-hz {rate_hz:g} that is {span_s:.1f} s of event "
+            f"time, and no 30 s window would close; give at least {need:,} readings"
+        )
     records = fleet_records(readings, rows_per_record, rate_hz)
     limits, windowed = [], []
     outputs = 0

@@ -159,23 +159,119 @@ class FeatureVector(Event, tag="feature_vector", kw_only=True):
     features: dict[str, Finite] = {}
 
 
-class Alert(Event, tag="alert", kw_only=True):
-    """An alert's state change: open, escalate, clear, acknowledge."""
+#: Anomaly and alarm severities, in rising order.
+Severity = Literal["normal", "watch", "medium", "high", "critical"]
+SEVERITIES: tuple[str, ...] = ("normal", "watch", "medium", "high", "critical")
 
-    alert_id: Id
+
+class Trigger(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One piece of evidence behind an anomaly score: which detector fired on what, by how much.
+
+    ``category`` tells a machine fault (the equipment) from a sensor fault (the measurement:
+    stuck, dropping out, spiking), so a dead sensor raises a sensor alarm, not a bearing alarm.
+    """
+
+    #: ``hard_limit``, ``zscore``, ``persistence``, ``pca``, ``hst``, ``stuck``, ``dropout``,
+    #: ``spike``, ``drift``...
+    detector: Id
+    #: The feature (``<sensor>.<aggregate>``) or sensor it fired on; ``""``: multivariate.
+    feature: str = ""
+    value: Finite
+    threshold: Finite
+    #: The detector's own strength, comparable across detectors: 1.0 at its threshold.
+    score: Finite
+    severity: Severity
+    category: Literal["machine", "sensor"] = "machine"
+
+
+class AnomalyScore(Event, tag="anomaly_score", kw_only=True):
+    """A machine's window scored by the anomaly detectors; ``ts`` is the window's end.
+
+    ``reason`` names the strongest trigger; ``triggers`` lists every one that fired.
+    """
+
     machine_id: Id
-    severity: Literal["normal", "watch", "medium", "high", "critical"]
-    state: Literal["open", "escalated", "cleared", "acknowledged"]
+    window_s: Finite
+    severity: Severity
+    #: The strongest trigger's score (0.0 when none fired).
+    score: Finite
+    category: Literal["none", "machine", "sensor"] = "none"
     reason: str = ""
-    triggers: list[str] = []
+    triggers: list[Trigger] = []
+    #: The detector model's version (``anomaly@v0003``); ``""``: untrained defaults.
+    model_version: str = ""
+
+
+class MachineHealth(Event, tag="machine_health", kw_only=True):
+    """A machine's failure risk, health score and time to maintenance, with their inputs."""
+
+    machine_id: Id
+    #: Probability of failing within the risk model's horizon.
+    risk: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+    risk_level: Literal["low", "medium", "high"]
+    #: 0 (failed) … 100 (as new).
+    health: Annotated[float, msgspec.Meta(ge=0.0, le=100.0)]
+    #: Hours of machine time until maintenance is due; ``None``: no trend towards a limit.
+    time_to_maintenance_h: Finite | None = None
+    #: What went into the scores (input name → value), so an operator can see why.
+    explanation: dict[str, Finite] = {}
+    model_version: str = ""
+
+
+class Alarm(Event, tag="alarm", kw_only=True):
+    """An alarm's state after a transition (raised, escalated, cleared, acknowledged...).
+
+    One alarm per (machine, alarm type) while it is active: a repeat refreshes it. ``alarm_id``
+    is deterministic (``<machine>/<type>/<n>``), so a replay yields the same ids.
+    """
+
+    alarm_id: Id
+    machine_id: Id
+    #: ``machine`` (an equipment fault) or ``sensor:<sensor>`` (a measurement fault)...
+    alarm_type: Id
+    severity: Severity
+    status: Literal["active", "recovering", "cleared"]
+    acknowledged: bool = False
+    transition: Literal[
+        "raised",
+        "escalated",
+        "deescalated",
+        "recovering",
+        "cleared",
+        "reraised",
+        "acknowledged",
+        "silenced",
+        "unsilenced",
+    ]
+    reason: str = ""
+    triggers: list[Trigger] = []
+    #: Event time the alarm was (re-)raised.
+    raised_at: Timestamp
+    ack_by: str = ""
+    ack_at: Timestamp | None = None
+    #: Scores that refreshed it while active.
+    refreshes: int = 0
 
 
 class MaintenanceEvent(Event, tag="maintenance", kw_only=True):
-    """Ground truth or work orders: failures, repairs, fault onsets, maintenance resets."""
+    """Ground truth or work orders: failures, repairs, fault onsets, maintenance resets.
+
+    ``mode`` is the degradation mode (``bearing_wear``...) or sensor fault (``stuck``...);
+    ``sensor`` the sensor a sensor fault is on.
+    """
 
     asset_id: Id
-    kind: Literal["failure", "repair", "fault_onset", "maintenance", "sensor_fault"]
+    kind: Literal[
+        "failure",
+        "repair",
+        "fault_onset",
+        "maintenance",
+        "sensor_fault",
+        "sensor_fault_end",
+    ]
     detail: str = ""
+    mode: str = ""
+    sensor: str = ""
 
 
 class TwinCommand(Event, tag="twin_command", kw_only=True):
@@ -229,7 +325,9 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     TwinTelemetry,
     Reading,
     FeatureVector,
-    Alert,
+    AnomalyScore,
+    MachineHealth,
+    Alarm,
     MaintenanceEvent,
     TwinCommand,
     ReadingTotals,
@@ -247,7 +345,9 @@ AnyEvent = (
     | TwinTelemetry
     | Reading
     | FeatureVector
-    | Alert
+    | AnomalyScore
+    | MachineHealth
+    | Alarm
     | MaintenanceEvent
     | TwinCommand
     | ReadingTotals

@@ -26,9 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from wearwatch.events import (
+    Alarm,
+    AnomalyScore,
     DeadLetter,
     DriftDetected,
     FeatureVector,
+    MachineHealth,
     MaintenanceEvent,
     PassActual,
     PassOutcome,
@@ -102,6 +105,17 @@ READINGS = Topic("fleet.readings", Reading, partitioned_by="machine_id")
 READING_TOTALS = Topic("fleet.reading_totals", ReadingTotals, partitioned_by="key")
 #: Window features per machine (``<sensor>.<aggregate>``), one vector per machine and window.
 FEATURES = Topic("fleet.features", FeatureVector, partitioned_by="machine_id")
+#: Every scored window: severity, strongest trigger, every trigger (keyed by machine).
+SCORES = Topic("fleet.scores", AnomalyScore, partitioned_by="machine_id")
+#: Failure risk, health score and time to maintenance per machine.
+HEALTH = Topic("fleet.health", MachineHealth, partitioned_by="machine_id")
+#: Every alarm transition (raised, escalated, cleared, acknowledged...).
+ALARMS = Topic("fleet.alarms", Alarm, partitioned_by="machine_id")
+#: The fleet twin's ground truth (fault onsets, failures, repairs, sensor faults): labels for
+#: training and evaluation, never features.
+MAINTENANCE = Topic("fleet.maintenance", MaintenanceEvent, partitioned_by="asset_id")
+#: Live commands to a running fleet twin (inject a fault, repair), applied in the order sent.
+FLEET_CONTROL = Topic("fleet.control", TwinCommand, partitioned_by=None, partitions=1)
 
 # --- runtime --------------------------------------------------------------------------------
 
@@ -121,6 +135,11 @@ TOPICS: dict[str, Topic] = {
         READINGS,
         READING_TOTALS,
         FEATURES,
+        SCORES,
+        HEALTH,
+        ALARMS,
+        MAINTENANCE,
+        FLEET_CONTROL,
         DEAD_LETTERS,
     )
 }

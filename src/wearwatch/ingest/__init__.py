@@ -1,0 +1,1 @@
+"""Plant adapters: historian files (replay); MQTT, OPC UA and HTTP later."""

@@ -1,0 +1,1 @@
+"""Anomaly detection on window features: rule baselines, PCA T²+Q, Half-Space Trees."""

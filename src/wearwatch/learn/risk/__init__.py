@@ -1,0 +1,1 @@
+"""Failure risk from real failure labels, health scores and time to maintenance."""

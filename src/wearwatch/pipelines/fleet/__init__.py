@@ -1,0 +1,1 @@
+"""The fleet pipeline: readings → windows → features → anomaly → risk → health → alarms."""

@@ -70,7 +70,7 @@ def fleet(
     repeats: int = typer.Option(3, min=1, help="runs of the throughput measurement (medians)"),
     machines: int = typer.Option(50, min=1, max=10_000, help="machines in the fleet"),
     sensor_hz: float = typer.Option(
-        10.0, callback=finite(0.1, 1000.0), help="sample rate of every sensor (event time)"
+        100.0, callback=finite(0.1, 1000.0), help="sample rate of every sensor (event time)"
     ),
     paced_rate: float = typer.Option(
         10_000.0, callback=finite(100.0, 1_000_000.0), help="readings/s of the latency run"

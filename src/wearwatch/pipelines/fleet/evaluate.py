@@ -69,10 +69,7 @@ class EvaluationConfig:
     grace_s: float = 30.0
     watermark_delay_s: float = 60.0
     train_seed: int | None = None
-    #: Score every window size (True), or only the longest, which alarms and health use
-    #: (False: scoring the 5 min windows too costs 6x the scoring time for nothing the
-    #: figures use).
-    score_all_windows: bool = False
+
     #: Risk horizon: "fails within H" (machine time).
     horizon_s: float = DAY_S
     #: Failures count as alarmed early with an alarm ≥ medium this long before them.
@@ -194,7 +191,6 @@ def run_evaluation(
         cfg.windows_s,
         cfg.grace_s,
         limits=twin.hard_limits(),
-        score_windows_s=None if cfg.score_all_windows else (max(cfg.windows_s),),
     )
     runner = StreamRunner(flow, watermark_delay_s=cfg.watermark_delay_s)
     alarms: list[Alarm] = []

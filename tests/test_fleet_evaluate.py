@@ -128,7 +128,7 @@ def _small_config():
 
     base = load_fleet_config()
     # Faults 20x as frequent and 20x as fast as the shipped compression, sensor faults 10x:
-    # 5 machines see several failures within 2 days.
+    # 6 machines see several failures within 3 days.
     fleet = msgspec.structs.replace(base.fleet, compression=base.fleet.compression * 20)
     sensor_faults = {
         name: msgspec.structs.replace(spec, per_machine_day=spec.per_machine_day * 10)
@@ -136,7 +136,7 @@ def _small_config():
     }
     config = msgspec.structs.replace(base, fleet=fleet, sensor_faults=sensor_faults)
     return EvaluationConfig(
-        seed=3, machines=5, days=2.0, tick_s=60.0, windows_s=(600.0, 1800.0), fleet=config
+        seed=3, machines=6, days=3.0, tick_s=60.0, windows_s=(600.0, 1800.0), fleet=config
     )
 
 

@@ -75,7 +75,9 @@ def fleet(
     paced_rate: float = typer.Option(
         10_000.0, callback=finite(100.0, 1_000_000.0), help="readings/s of the latency run"
     ),
-    paced_s: float = typer.Option(30.0, callback=finite(5.0, 3600.0), help="latency run length"),
+    paced_s: float = typer.Option(
+        120.0, callback=finite(5.0, 3600.0), help="seconds of the paced latency run"
+    ),
 ) -> None:
     """The fleet pipeline end to end (decode, windows, scoring, alarms, stores; embedded log,
     one worker) against the log's limit on the same bytes, and the p99 latency from a reading's

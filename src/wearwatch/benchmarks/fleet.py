@@ -78,12 +78,12 @@ def _readings(twin: FleetTwin, readings: int) -> Columns:
 
 
 def fit_models(machines: int, sensor_hz: float, seed: int) -> tuple[AnomalyModel, RiskModel]:
-    """Detectors fitted on 20 minutes of the fleet at the benchmark's rate (another seed), and
+    """Detectors fitted on 10 minutes of the fleet at the benchmark's rate (another seed), and
     a risk model for its 30 s windows trained on four days of 12 machines sampled every 5 s,
     of a twin whose faults run 20x faster than the default's (what applying it costs is what
     is measured here, not how well it predicts: ``wearwatch fleet evaluate`` measures that)."""
     twin = _twin(machines, sensor_hz, seed + 1000)
-    cols, _ = twin.step(round(1200 * sensor_hz))
+    cols, _ = twin.step(round(600 * sensor_hz))
     vectors = features_from_readings(cols, WINDOWS_S, GRACE_S, DELAY_S)
     anomaly = AnomalyModel.fit(features_to_table(vectors).to_pandas(), limits=twin.hard_limits())
     base = load_fleet_config()

@@ -13,7 +13,9 @@ append them all and read them all back, which is all the log can do.
 
 **Latency.** A producer appends the twin's readings paced at ``paced_rate`` readings/s (one
 record per partition per 0.1 s of event time, in real time), while one worker runs the flow
-and commits after every poll. Faults are injected on a share of the machines every 5 s — a
+and commits after every poll. The first 35 s of event time (every machine's first windows,
+which build its detectors) are appended at once and processed before the paced run: warm-up,
+not measured. Faults are injected on a share of the machines every 5 s — a
 stuck bearing-temperature sensor (a sensor alarm) or a bearing that fails within a minute
 (machine alarms up to critical) — so alarms are raised throughout. A reading's **arrival** is
 the log append time of the record whose readings closed the window (moved the watermark past
@@ -169,6 +171,7 @@ def _latency(
     duration_s: float,
     record_s: float,
     fault_share: float,
+    warmup_s: float = 35.0,
 ) -> dict[str, Any]:
     """The paced run: a producer appends a record per partition every ``record_s`` of event
     time, paced so readings arrive at ``paced_rate`` per second of wall time, while one worker
@@ -182,7 +185,7 @@ def _latency(
     per_record = max(1, round(record_s / twin.tick_s))
     every = max(1, round(5.0 / record_s))  # a fault every 5 s of event time
     batches: list[tuple[int, list[OutRecord]]] = []
-    for k in range(max(1, round(duration_s / record_s))):
+    for k in range(max(1, round((warmup_s + duration_s) / record_s))):
         if k % every == 0:
             n = k // every
             machine = faulty[n % len(faulty)]
@@ -208,27 +211,31 @@ def _latency(
     worker = Worker(worker_log, stage, "fleet", options)
     thread = threading.Thread(target=worker.run, kwargs={"install_signals": False}, daemon=True)
     thread.start()
+    # Warm-up, not measured: the first windows of every machine (its detectors are built on
+    # its first window: Half-Space Trees, trend state), appended at once and processed.
+    warm = max(1, round(warmup_s / record_s))
+    for _, records in batches[:warm]:
+        log.produce(records)
+    _wait_caught_up(log, worker)
+    measured_from = {p: end for p, end in log.end_offsets(topics.READINGS.name).items()}
     begin = time.perf_counter()
     sent = 0
-    for rows, records in batches:
+    for rows, records in batches[warm:]:
         pause = begin + sent / paced_rate - time.perf_counter()
         if pause > 0:
             time.sleep(pause)
         log.produce(records)
         sent += rows
     paced_s = time.perf_counter() - begin
-    ends = log.end_offsets(topics.READINGS.name)
-    deadline = time.perf_counter() + 60.0
-    while time.perf_counter() < deadline and not all(
-        p in worker.states and worker.states[p].position >= end for p, end in ends.items()
-    ):
-        time.sleep(0.05)
+    _wait_caught_up(log, worker)
     time.sleep(0.2)  # the last poll's checkpoint
     worker.stop()
     thread.join(30.0)
     worker_log.close()
     arrivals = {
-        (r.partition, r.offset): r.timestamp_ms for r in read_all(log, topics.READINGS.name)
+        (r.partition, r.offset): r.timestamp_ms
+        for r in read_all(log, topics.READINGS.name)
+        if r.offset >= measured_from.get(r.partition, 0)
     }
     alarm_ms = _latencies(log, topics.ALARMS.name, arrivals)
     score_ms = _latencies(log, topics.SCORES.name, arrivals)
@@ -244,7 +251,18 @@ def _latency(
         "readings": sent,
         "machines": len(twin.machine_ids),
         "record_event_s": record_s,
+        "warmup_event_s": warmup_s,
     }
+
+
+def _wait_caught_up(log: SqliteLog, worker: Worker, timeout_s: float = 120.0) -> None:
+    """Until the worker has processed everything appended so far (or ``timeout_s``)."""
+    ends = log.end_offsets(topics.READINGS.name)
+    deadline = time.perf_counter() + timeout_s
+    while time.perf_counter() < deadline and not all(
+        p in worker.states and worker.states[p].position >= end for p, end in ends.items()
+    ):
+        time.sleep(0.02)
 
 
 def sensors_per_tick(twin: FleetTwin) -> int:

@@ -223,6 +223,16 @@ def read_all(log: Log, topic: str, batch: int = 5000) -> list[Record]:
     return out
 
 
+def caught_up(log: Log, consumer: Consumer, topics: Sequence[str]) -> bool:
+    """Whether ``consumer`` has an assignment and has read each assigned partition to its end
+    (a sink that drains topics stops there, without waiting for an empty poll)."""
+    assigned = consumer.assignment()
+    ends = {t: log.end_offsets(t) for t in topics}
+    return bool(assigned) and all(
+        consumer.position(tp) >= ends[tp[0]].get(tp[1], 0) for tp in assigned if tp[0] in ends
+    )
+
+
 def pack_by_partition(
     topic: str,
     events: Iterable[object],

@@ -76,7 +76,7 @@ def fleet(
         10_000.0, callback=finite(100.0, 1_000_000.0), help="readings/s of the latency run"
     ),
     paced_s: float = typer.Option(
-        120.0, callback=finite(5.0, 3600.0), help="seconds of the paced latency run"
+        180.0, callback=finite(5.0, 3600.0), help="seconds of the paced latency run"
     ),
 ) -> None:
     """The fleet pipeline end to end (decode, windows, scoring, alarms, stores; embedded log,

@@ -37,7 +37,7 @@ import duckdb
 import msgspec
 import pyarrow as pa
 
-from wearwatch.bus.base import Log, Record
+from wearwatch.bus.base import Log, Record, caught_up
 
 _TABLES = {
     "events": """CREATE TABLE IF NOT EXISTS events (
@@ -258,14 +258,12 @@ def sink_topics(
                 for record in records:
                     positions[(record.topic, record.partition)] = record.offset + 1
                 consumer.commit(positions)
+                if caught_up(log, consumer, topics):
+                    break  # everything is written: no wait for an empty poll
                 continue
             if time.monotonic() - idle_since >= idle_timeout_s:
                 break
-            assigned = consumer.assignment()
-            ends = {t: log.end_offsets(t) for t in topics}
-            if assigned and all(
-                consumer.position(tp) >= ends[tp[0]].get(tp[1], 0) for tp in assigned
-            ):
+            if caught_up(log, consumer, topics):
                 break
     finally:
         consumer.close()

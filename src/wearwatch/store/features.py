@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from wearwatch.bus.base import Log, Record
+from wearwatch.bus.base import Log, Record, caught_up
 from wearwatch.events import FeatureVector, decode_record
 
 #: The columns every feature table starts with; feature columns follow, sorted by name.
@@ -260,12 +260,12 @@ def sink_features(
                 for record in records:
                     positions[(record.topic, record.partition)] = record.offset + 1
                 consumer.commit(positions)
+                if caught_up(log, consumer, [topic]):
+                    break  # everything is written: no wait for an empty poll
                 continue
             if time.monotonic() - idle_since >= idle_timeout_s:
                 break
-            assigned = consumer.assignment()
-            ends = log.end_offsets(topic)
-            if assigned and all(consumer.position(tp) >= ends.get(tp[1], 0) for tp in assigned):
+            if caught_up(log, consumer, [topic]):
                 break
     finally:
         consumer.close()

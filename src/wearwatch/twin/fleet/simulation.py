@@ -159,6 +159,11 @@ class FleetTwin:
         """Virtual time of the next tick (epoch seconds)."""
         return self.start_s + self.tick * self.tick_s
 
+    @property
+    def readings_per_tick(self) -> int:
+        """Readings one tick yields (before losses and dropouts)."""
+        return int(self._has.sum())
+
     def hard_limits(self) -> dict[str, dict[str, tuple[float | None, float | None]]]:
         """Machine → sensor → (low, high): the limits a plant would configure (vibration: the
         ISO 10816 C/D boundary of the machine's class unless configured)."""
@@ -189,17 +194,30 @@ class FleetTwin:
     def step(self, ticks: int) -> tuple[Columns, list[MaintenanceEvent]]:
         """Advance ``ticks`` ticks: the readings of those ticks (event-time order) and the
         ground truth emitted in that span (with any live command's events first)."""
+        parts: list[tuple[np.ndarray, ...]] = []
+        events = self._advance(ticks, parts)
+        return self._columns(parts), events
+
+    def advance(self, ticks: int) -> list[MaintenanceEvent]:
+        """Advance ``ticks`` ticks without making readings: the same ground truth and the
+        same state as :meth:`step` (readings never feed back into the machines), at the cost
+        of the events alone — a month of a fleet's labels in a fraction of a second."""
+        return self._advance(ticks, None)
+
+    def _advance(
+        self, ticks: int, parts: list[tuple[np.ndarray, ...]] | None
+    ) -> list[MaintenanceEvent]:
         if ticks < 0:
             raise ValueError(f"ticks={ticks!r}: expected ≥ 0")
         end = self.tick + ticks
-        parts: list[tuple[np.ndarray, ...]] = []
         while self.tick < end:
             self._run_due_events()
             until = min(int(self._next_event_tick()), end)
-            parts.append(self._readings(self.tick, until))
+            if parts is not None:
+                parts.append(self._readings(self.tick, until))
             self.tick = until
         events, self._outbox = self._outbox, []
-        return self._columns(parts), events
+        return events
 
     def apply(self, command: TwinCommand) -> list[MaintenanceEvent]:
         """Apply a live command now (see :mod:`~wearwatch.twin.fleet.commands`); returns the

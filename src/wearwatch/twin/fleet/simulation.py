@@ -211,8 +211,11 @@ class FleetTwin:
             raise ValueError(f"ticks={ticks!r}: expected ≥ 0")
         end = self.tick + ticks
         while self.tick < end:
-            self._run_due_events()
-            until = min(int(self._next_event_tick()), end)
+            upcoming = self._next_events()
+            if upcoming.min() == self.tick:
+                self._run_due_events(np.flatnonzero(upcoming == self.tick).tolist())
+                upcoming = self._next_events()
+            until = min(int(upcoming.min()), end)
             if parts is not None:
                 parts.append(self._readings(self.tick, until))
             self.tick = until
@@ -279,14 +282,11 @@ class FleetTwin:
             ]
         )
 
-    def _next_event_tick(self) -> int:
-        return int(self._next_events().min())
-
-    def _run_due_events(self) -> None:
-        """Every event due at the current tick, machine by machine, in a fixed order (each
-        schedules its successors at later ticks)."""
+    def _run_due_events(self, machines: list[int]) -> None:
+        """Every event due at the current tick of ``machines`` (ascending), machine by machine,
+        in a fixed order (each schedules its successors at later ticks)."""
         k = self.tick
-        for i in np.flatnonzero(self._next_events() == k).tolist():
+        for i in machines:
             if self._fail_at[i] == k:
                 self._fail(i)
             if self._repair_at[i] == k:
@@ -508,7 +508,12 @@ class FleetTwin:
         if cached is None:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, 2, b]))
             shape = (self._block, *self._has.shape)
-            cached = (rng.standard_normal(shape), rng.random(shape), rng.random(shape))
+            f32 = np.float32  # ample for noise and jitter, at half the cost
+            cached = (
+                rng.standard_normal(shape, dtype=f32),
+                rng.random(shape, dtype=f32),
+                rng.random(shape, dtype=f32),
+            )
             self._noise_cache = {b: cached}
         return cached
 
@@ -525,14 +530,18 @@ class FleetTwin:
                 j = fault.sensor
                 apply_fault(fault, values[:, i, j], keep[:, i, j], t, u[:, i, j])
         ticks = np.arange(k0, k1, dtype=np.int64)
-        offset = np.rint((jitter - 0.5) * (2 * fleet.jitter * self._tick_us)).astype(np.int64)
-        ts = self._start_us + ticks[:, None, None] * self._tick_us + offset
-        index = np.flatnonzero(keep)
-        ts = ts.ravel()[index]
-        order = np.argsort(ts, kind="stable")
-        index, ts = index[order], ts[order]
+        spread = 2 * fleet.jitter * self._tick_us
+        offset = np.rint((jitter.astype(np.float64) - 0.5) * spread).astype(np.int64)
         m, s = self._has.shape
-        return ts, (index // s) % m, index % s, values.ravel()[index]
+        offset = offset.reshape(len(t), m * s)
+        ts = self._start_us + ticks[:, None] * self._tick_us + offset
+        # Jitter stays within ±half a tick, so sorting each tick's rows sorts them all: by
+        # offset, ties by column (a unique key, so the fast unstable sort is deterministic).
+        key = (offset - offset.min()) * (m * s) + np.arange(m * s)
+        order = np.argsort(key, axis=1)
+        index = (order + (np.arange(len(t)) * (m * s))[:, None]).ravel()
+        index = index[keep.ravel()[index]]
+        return ts.ravel()[index], (index // s) % m, index % s, values.ravel()[index]
 
     def _columns(self, parts: list[tuple[np.ndarray, ...]]) -> Columns:
         if parts:

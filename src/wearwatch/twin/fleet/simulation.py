@@ -41,6 +41,7 @@ from wearwatch.events import MaintenanceEvent, Reading, TwinCommand, utc
 from wearwatch.twin.fleet.commands import check_command
 from wearwatch.twin.fleet.config import FleetConfig
 from wearwatch.twin.fleet.degradation import (
+    ROUGHNESS_TERMS,
     SymptomTable,
     draw_roughness,
     log_uniform,
@@ -130,8 +131,8 @@ class FleetTwin:
         self._heat_t = np.zeros(m)
         self._mode = np.full(m, -1, dtype=np.int64)
         self._onset_tick = np.zeros(m, dtype=np.int64)
-        self._omega = np.zeros((m, 3))
-        self._phase = np.zeros((m, 3))
+        self._omega = np.zeros((m, ROUGHNESS_TERMS))
+        self._phase = np.zeros((m, ROUGHNESS_TERMS))
         self._sensor_fault: list[SensorFault | None] = [None] * m
         # Scheduled events (ticks).
         self._fail_at = np.full(m, NEVER, dtype=np.int64)

@@ -1,7 +1,8 @@
 """Live commands to a fleet twin, checked against its configuration.
 
-``inject_fault {machine, mode[, pf_h]}``: a degradation mode starts now (failure after
-``pf_h`` simulated hours, or a P-F interval drawn from the mode's range);
+``inject_fault {machine, mode[, pf_h]}``: a degradation mode starts now, replacing any in
+progress (failure after ``pf_h`` simulated hours, or a P-F interval drawn from the mode's
+range; refused while the machine is down);
 ``inject_sensor_fault {machine, sensor, kind[, duration_h]}``: a sensor fault starts now;
 ``repair {machine}``: the machine is put right now (a failed machine is repaired, a running
 one is maintained: its faults, machine and sensor, are cleared).

@@ -222,6 +222,17 @@ class FleetConfig(msgspec.Struct, frozen=True, kw_only=True):
         return self.maintenance.preventive_interval_days * _DAY_S / self.fleet.compression
 
 
+def with_tick(config: FleetConfig, tick_s: float) -> FleetConfig:
+    """``config`` with another tick (checked as ``fleet.tick_s`` is).
+
+    >>> with_tick(load_fleet_config(), 0.5).tick_s
+    0.5
+    """
+    fields = msgspec.structs.asdict(config.fleet) | {"tick_s": tick_s}
+    fleet = _convert(msgspec.to_builtins(fields), FleetSettings, "fleet", "--tick")
+    return msgspec.structs.replace(config, fleet=fleet)
+
+
 def load_fleet_config(path: Path | None = None) -> FleetConfig:
     """Read and check a fleet configuration (``None``: the shipped default).
 

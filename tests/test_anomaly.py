@@ -588,3 +588,35 @@ def test_train_anomaly_cli(tmp_path: Path, frame: pd.DataFrame, monkeypatch) -> 
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: maintenance file {bad}, line 1:")
+
+
+def test_stuck_is_not_told_on_sensors_flat_when_healthy() -> None:
+    """A constant sensor (speed at its setpoint) or a coarsely quantised one (flat in ≥ 1 % of
+    healthy windows) gives no stuck evidence: the rule cannot tell, so it stays silent; a
+    noisy one that goes flat is stuck, at ``watch``, and ``medium`` once it persists."""
+    rng = np.random.default_rng(4)
+    rows = []
+    for w in range(300):
+        readings = {
+            "speed": np.full(5, 1480.0),
+            "pressure": np.round(4.0 + 0.04 * rng.normal(size=5), 1),  # 0.1 bar steps
+            "vibration": 2.0 + 0.2 * rng.normal(size=5),
+        }
+        rows.append({"ts": pd.Timestamp(5 * w, unit="s", tz="UTC"), "machine_id": "m",
+                     "window_s": 5.0, **window_features(readings)})  # fmt: skip
+    frame = pd.DataFrame(rows)
+    assert (frame["pressure.std"] == 0).mean() > 0.01
+    model = AnomalyModel.fit(frame, None, RULES_ONLY)
+    flat = window_features(
+        {"speed": np.full(5, 1480.0), "pressure": np.full(5, 4.0), "vibration": np.full(5, 2.1)}
+    )
+    state = model.new_state("m")
+    seen = []
+    for i in range(7):
+        fv = vector(flat, "m", t=5.0 * i)
+        score = model.score(fv, state)
+        model.update(fv, state, score)
+        seen.append([(t.detector, t.feature, t.severity) for t in score.triggers])
+    stuck = ("stuck", "vibration.std", "watch")
+    assert seen[:5] == [[stuck]] * 5
+    assert seen[5:] == [[stuck, ("persistence", "vibration.std", "medium")]] * 2

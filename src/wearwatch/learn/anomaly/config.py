@@ -53,10 +53,11 @@ class AnomalyConfig:
 
     # --- sensor-fault evidence -------------------------------------------------------------
     #: Stuck: a window of ≥ ``stuck_min_count`` readings whose std is ≤ ratio × the baseline's
-    #: median window std (healthy noise is never that flat)...
+    #: median window std (only where under 1 % of healthy windows were that flat)...
     stuck_std_ratio: float = 0.01
     stuck_min_count: int = 3
-    #: ...or min == max == the previous window's latest for this many windows in a row.
+    #: ...or min == max == the previous window's latest for this many windows in a row (only
+    #: for sensors whose healthy values vary).
     stuck_windows: int = 3
     #: Dropout: count ≤ ratio × baseline median count and below the baseline's p01 count; a
     #: sensor seen in training and absent from a window where others report counts as 0.
@@ -75,8 +76,10 @@ class AnomalyConfig:
         }
     )
     drift_coupled_z: float = 1.5
-    #: Severity of one window's sensor evidence (persistence escalates it like any key).
-    stuck_severity: str = "medium"
+    #: Severity of one window's sensor evidence: ``watch``, so one odd window (a quantised
+    #: reading, a burst of lost packets) raises nothing; a fault that lasts ``persistence``
+    #: windows escalates to ``medium`` like any alarm key.
+    stuck_severity: str = "watch"
     dropout_severity: str = "watch"
     spike_severity: str = "watch"
     drift_severity: str = "watch"

@@ -51,7 +51,7 @@ from wearwatch.learn.anomaly.rules import (
     strongest,
     zscore_trigger,
 )
-from wearwatch.learn.anomaly.sensor_faults import AGGREGATES, SensorFaultRules
+from wearwatch.learn.anomaly.sensor_faults import AGGREGATES, SensorFaultRules, stuck_limit
 
 ARTIFACT = "anomaly.json"
 MACHINE_KEY = "machine"
@@ -144,7 +144,7 @@ class _Profile:
             band,
             drop_limit,
             count_p01,
-            stuck_limit,
+            stuck_at,
             stuck_min,
             spike_at,
         ) in self.checks:
@@ -159,7 +159,7 @@ class _Profile:
             lo, hi, std = get(n_min), get(n_max), get(n_std)
             if lo is None or hi is None or not lo < hi:
                 return False  # flat: maybe stuck
-            if std is not None and count >= stuck_min and std <= stuck_limit:
+            if std is not None and count >= stuck_min and std <= stuck_at:
                 return False
             if count >= 3 and (
                 count * (hi - mean) >= spike_at * (count - 1)
@@ -364,7 +364,7 @@ class AnomalyModel:
                     else float("inf"),
                     cfg.dropout_ratio * count.p50 if count is not None and count.p50 > 0 else nan,
                     count.p01 if count is not None else nan,
-                    cfg.stuck_std_ratio * noise_p50 if noise_p50 > cfg.std_floor_abs else nan,
+                    stuck_limit(b, s, cfg),
                     cfg.stuck_min_count,
                     cfg.spike_k * noise_p50 if noise_p50 > 0 else float("inf"),
                 )

@@ -362,18 +362,49 @@ def test_stuck_by_flat_windows_needs_history(rules_model) -> None:
 
 
 def test_drift_only_when_the_coupled_sensor_stays_put(rules_model) -> None:
-    alone = shifted(rules_model, "bearing_temp", 7.0)
-    score = rules_model.score(vector(alone), rules_model.new_state("pump-001"))
-    assert [(t.detector, t.feature, t.category) for t in score.triggers] == [
-        ("drift", "bearing_temp.mean", "sensor")
+    def triggers(**z: float) -> list[tuple[str, str, str]]:
+        features = shifted(rules_model, "vibration", 0.0)
+        for sensor, by in z.items():
+            moved = shifted(rules_model, sensor, by)
+            features.update({k: v for k, v in moved.items() if k.startswith(f"{sensor}.")})
+        score = rules_model.score(vector(features), rules_model.new_state("pump-001"))
+        return [(t.detector, t.feature, t.category) for t in score.triggers]
+
+    # a pressure transmitter drifting while the flow stays put: a sensor fault
+    assert triggers(pressure=-7.0) == [("drift", "pressure.mean", "sensor")]
+    # pressure and flow falling together: a leaking seal, the machine
+    assert triggers(pressure=-7.0, flow=-7.0) == [
+        ("zscore", "flow.mean", "machine"),
+        ("zscore", "pressure.mean", "machine"),
     ]
-    both = shifted(rules_model, "bearing_temp", 7.0)
-    vib = shifted(rules_model, "vibration", 7.0)
-    both.update({k: v for k, v in vib.items() if k.startswith("vibration.")})
-    score = rules_model.score(vector(both), rules_model.new_state("pump-001"))
-    assert [(t.detector, t.feature, t.category) for t in score.triggers] == [
-        ("zscore", "bearing_temp.mean", "machine"),
-        ("zscore", "vibration.mean", "machine"),
+    # bearing temperature alone: lubrication loss heats the bearing first, so never "drift"
+    assert triggers(bearing_temp=7.0) == [("zscore", "bearing_temp.mean", "machine")]
+
+
+def test_outliers_are_spikes_and_no_limit_or_level_of_the_machine(frame) -> None:
+    model = AnomalyModel.fit(frame, {"*": {"bearing_temp": [None, 95.0]}}, RULES_ONLY)
+    rng = np.random.default_rng(8)
+    one = healthy_readings(rng, 1, 5)
+    one["bearing_temp"][3] += 150.0  # one reading +150 °C: the mean +30, over 95 °C
+    two = healthy_readings(rng, 1, 30)
+    two["vibration"][[4, 17]] += 6.0  # two outliers in a 30 s window: its mean moves 0.4
+    cases = [(window_features(one), 5.0), (window_features(two), 30.0)]
+    got = []
+    for features, window_s in cases:
+        score = model.score(vector(features, window_s=window_s), model.new_state("pump-001"))
+        got.append([(t.detector, t.feature, t.severity, t.category) for t in score.triggers])
+    assert window_features(one)["bearing_temp.mean"] > 95.0
+    assert got == [
+        [("spike", "bearing_temp.max", "medium", "sensor")],  # 150 °C ≫ 4 × 8 noise stds
+        [("spike", "vibration.std", "watch", "sensor")],
+    ]
+    # every reading over the limit is the machine's level, spike or not
+    hot = healthy_readings(rng, 1, 5)
+    hot["bearing_temp"] += 96.0 - hot["bearing_temp"].min()
+    hot["bearing_temp"][3] += 130.0
+    score = model.score(vector(window_features(hot)), model.new_state("pump-001"))
+    assert [(t.detector, t.feature) for t in score.triggers if t.severity == "critical"] == [
+        ("hard_limit", "bearing_temp.min")
     ]
 
 
@@ -400,8 +431,8 @@ def test_quiet_fast_path_never_hides_a_rule(rules_model, shifts, noise, counts, 
     profile = rules_model._profile(fv)
     if profile.quiet(features):
         found: list = []
-        rules_model._full_rules(profile, features, None, found)
-        assert found == []
+        rules_model._full_rules(profile, fv, None, found)
+        assert [t for t in found if t.detector != "hard_limit"] == []
 
 
 # --- PCA T² + Q -----------------------------------------------------------------------------

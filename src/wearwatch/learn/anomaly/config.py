@@ -65,14 +65,27 @@ class AnomalyConfig:
     #: Spike: the max (min) is this many reading-level stds (the baseline's median window
     #: std) above (below) the mean of the window's other readings, while that mean is normal.
     spike_k: float = 8.0
+    #: A spike whose score (jump / (spike_k × noise)) reaches this is ``medium`` at once: a
+    #: reading 32 noise stds off while its neighbours are normal is no physical event.
+    spike_medium: float = 4.0
+    #: Outliers, several in a window: its std ≥ this × the healthy p99 window std while no
+    #: single reading explains it (``spike`` on ``<sensor>.std``, always ``spike_severity``:
+    #: a load step inside a window widens it too, once).
+    spike_std_ratio: float = 4.0
     #: Drift: the sensor's mean is ≥ ``z_watch`` from baseline while every sensor physically
     #: coupled to it (present on the machine) stays within ``drift_coupled_z``. Only sensors
-    #: listed here can be told drifting; vibration is not (bearing wear moves it alone).
+    #: listed here can be told drifting. The defaults follow how machines fail: no mode moves
+    #: the speed, and a load change moves speed and current together; a leaking seal moves
+    #: pressure *and* flow; current moves with vibration (bearings, misalignment), with pressure
+    #: and flow (seals) or with speed (load). Vibration (imbalance and bearing wear move it
+    #: alone) and bearing temperature (lubrication loss heats the bearing first) are not listed:
+    #: a drift of theirs cannot be told from the start of a machine fault.
     drift_coupling: dict[str, tuple[str, ...]] = field(
         default_factory=lambda: {
-            "bearing_temp": ("vibration",),
+            "speed": ("current",),
             "pressure": ("flow",),
             "flow": ("pressure",),
+            "current": ("vibration", "speed", "pressure", "flow"),
         }
     )
     drift_coupled_z: float = 1.5

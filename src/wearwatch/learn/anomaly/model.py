@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -147,6 +147,7 @@ class _Profile:
             stuck_at,
             stuck_min,
             spike_at,
+            wide_at,
         ) in self.checks:
             count = get(n_count)
             mean = get(n_mean)
@@ -159,7 +160,9 @@ class _Profile:
             lo, hi, std = get(n_min), get(n_max), get(n_std)
             if lo is None or hi is None or not lo < hi:
                 return False  # flat: maybe stuck
-            if std is not None and count >= stuck_min and std <= stuck_at:
+            if std is not None and (
+                (count >= stuck_min and std <= stuck_at) or (count >= 3 and std >= wide_at)
+            ):
                 return False
             if count >= 3 and (
                 count * (hi - mean) >= spike_at * (count - 1)
@@ -342,7 +345,7 @@ class AnomalyModel:
         other z-scored aggregates make every window go through the full rules."""
         cfg = self.config
         if set(cfg.zscore_aggregates) - {"mean"}:
-            return ((None,) * 12,)  # never quiet: a None count fails the first check
+            return ((None,) * 13,)  # never quiet: a None count fails the first check
         out = []
         nan = float("nan")
         for s in b.sensors:
@@ -367,6 +370,9 @@ class AnomalyModel:
                     stuck_limit(b, s, cfg),
                     cfg.stuck_min_count,
                     cfg.spike_k * noise_p50 if noise_p50 > 0 else float("inf"),
+                    cfg.spike_std_ratio * noise.p99
+                    if noise is not None and noise.p99 > 0
+                    else float("inf"),
                 )
             )
         return tuple(out)
@@ -402,28 +408,22 @@ class AnomalyModel:
         self, fv: FeatureVector, state: DetectorState
     ) -> tuple[list[Trigger], _Profile | None]:
         """Every trigger of one window except persistence, and the compiled profile."""
-        cfg = self.config
         features = fv.features
         triggers: list[Trigger] = []
-        aggregate = cfg.limit_aggregate
-        for sensor, limit in self.limits.for_machine(fv.machine_id).items():
-            value = features.get(f"{sensor}.{aggregate}")
-            if value is not None:
-                t = hard_limit_trigger(sensor, aggregate, value, limit)
-                if t is not None:
-                    triggers.append(t)
         profile = self._profile(fv)
         if profile is None:
+            self._hard_limits(fv, (), triggers)
             return triggers, None
         wstate = state.windows.get(fv.window_s)
         faulty = np.zeros(len(profile.sensors), dtype=bool)
         if profile.quiet(features):
+            self._hard_limits(fv, (), triggers)
             if profile.pca is not None:
                 t = self._pca_trigger(profile.pca, profile.pca_centred(features))
                 if t is not None:
                     triggers.append(t)
         else:
-            faulty = self._full_rules(profile, features, wstate, triggers)
+            faulty = self._full_rules(profile, fv, wstate, triggers)
         if wstate is not None and wstate.online is not None:
             bad = [s for s, f in zip(profile.sensors, faulty, strict=True) if f]
             online = wstate.online
@@ -440,18 +440,41 @@ class AnomalyModel:
                 )
         return triggers, profile
 
+    def _hard_limits(
+        self, fv: FeatureVector, spiking: Collection[str], triggers: list[Trigger]
+    ) -> None:
+        """Hard-limit triggers (critical). On a sensor with spike evidence a limit counts as
+        crossed only when every reading of the window crossed it (its min above the high
+        limit, its max below the low one): an outlier is not the machine's level."""
+        get = fv.features.get
+        aggregate = self.config.limit_aggregate
+        for sensor, (low, high) in self.limits.for_machine(fv.machine_id).items():
+            if sensor in spiking:
+                checks = (("min", (None, high)), ("max", (low, None)))
+            else:
+                checks = ((aggregate, (low, high)),)
+            for agg, limit in checks:
+                value = get(f"{sensor}.{agg}")
+                if value is not None:
+                    t = hard_limit_trigger(sensor, agg, value, limit)
+                    if t is not None:
+                        triggers.append(t)
+
     def _full_rules(
         self,
         profile: _Profile,
-        features: Mapping[str, float],
+        fv: FeatureVector,
         wstate: WindowState | None,
         triggers: list[Trigger],
     ) -> np.ndarray:
-        """Sensor-fault rules, z-scores and PCA on a window that is not quiet; appends to
-        ``triggers`` and returns which sensors are at fault."""
+        """Hard limits, sensor-fault rules, z-scores and PCA on a window that is not quiet;
+        appends to ``triggers`` and returns which sensors are at fault."""
         cfg = self.config
+        features = fv.features
         x = profile.window(features)
         sensor_ts = profile.rules.triggers(x, wstate.history if wstate else {})
+        spiking = {t.feature.partition(".")[0] for t in sensor_ts if t.detector == "spike"}
+        self._hard_limits(fv, spiking, triggers)
         triggers.extend(sensor_ts)
         faulty = np.zeros(len(profile.sensors), dtype=bool)
         if sensor_ts:

@@ -10,7 +10,8 @@ from the window's own statistics against the machine's healthy baseline:
 - **dropout**: far fewer readings than healthy windows carry (or none while the machine's other
   sensors report);
 - **spike**: one reading far above (below) the mean of the window's *other* readings while
-  that mean is normal (a real rise moves every reading, a spike one);
+  that mean is normal (a real rise moves every reading, a spike one); or, for several
+  outliers in one window, a spread far beyond any healthy window's;
 - **drift**: the sensor's level leaves its baseline while every sensor physically coupled to
   it stays put (a bearing that runs hot also vibrates; a leaking seal moves pressure *and*
   flow). Only sensors with a coupling in the config can be told drifting.
@@ -90,6 +91,7 @@ class SensorFaultRules:
     #: ``<sensor>.<aggregate>`` for each (aggregate, sensor), aggregate-major.
     names: tuple[str, ...]
     noise: np.ndarray  # median window std: the reading-level noise (nan: unknown)
+    noise_p99: np.ndarray  # p99 of the healthy window std
     #: The std at or below which a window is stuck; NaN where the rule cannot tell (a sensor
     #: with no noise, or whose healthy windows were that flat in ≥ 1 % of cases: quantised).
     stuck_limit: np.ndarray
@@ -122,6 +124,7 @@ class SensorFaultRules:
             config=config,
             names=tuple(f"{s}.{a}" for a in AGGREGATES for s in sensors),
             noise=np.array([stat(f"{s}.std", "p50") for s in sensors]),
+            noise_p99=np.array([stat(f"{s}.std", "p99") for s in sensors]),
             stuck_limit=limits,
             flat_told=np.array(
                 [
@@ -197,8 +200,11 @@ class SensorFaultRules:
                 & (np.abs(rest_lo - self.level) < normal)
                 & (self.noise > 0)
             )
+            # outliers, several: a spread no single reading explains and healthy windows lack
+            wide_at = cfg.spike_std_ratio * self.noise_p99
+            wide = (count >= 3) & (x[STD] >= wide_at) & (self.noise_p99 > 0)
             z = (x[MEAN] - self.level) / self.level_scale
-        any_fault = stuck_std | stuck_flat | dropout | spike_hi | spike_lo
+        any_fault = stuck_std | stuck_flat | dropout | spike_hi | spike_lo | wide
         drift_candidates = [
             (i, coupled)
             for i, coupled in self.coupling
@@ -234,29 +240,42 @@ class SensorFaultRules:
             if stuck_std[i] or stuck_flat[i] or dropout[i] or absent[i]:
                 continue  # a stuck or silent sensor's spikes and level mean nothing
             if spike_hi[i] and (not spike_lo[i] or jump_hi[i] >= jump_lo[i]):
+                score = jump_hi[i] / spike_at[i]
                 out.append(
                     _trigger(
                         "spike",
                         f"{s}.max",
                         x[MAX, i],
                         rest_hi[i] + spike_at[i],
-                        jump_hi[i] / spike_at[i],
-                        cfg.spike_severity,
+                        score,
+                        "medium" if score >= cfg.spike_medium else cfg.spike_severity,
                     )
                 )
             elif spike_lo[i]:
+                score = jump_lo[i] / spike_at[i]
                 out.append(
                     _trigger(
                         "spike",
                         f"{s}.min",
                         x[MIN, i],
                         rest_lo[i] - spike_at[i],
-                        jump_lo[i] / spike_at[i],
+                        score,
+                        "medium" if score >= cfg.spike_medium else cfg.spike_severity,
+                    )
+                )
+            elif wide[i]:
+                out.append(
+                    _trigger(
+                        "spike",
+                        f"{s}.std",
+                        x[STD, i],
+                        wide_at[i],
+                        x[STD, i] / wide_at[i],
                         cfg.spike_severity,
                     )
                 )
         for i, coupled in drift_candidates:
-            if spike_hi[i] or spike_lo[i]:
+            if spike_hi[i] or spike_lo[i] or wide[i]:
                 continue
             others = z[list(coupled)]
             others = others[np.isfinite(others)]

@@ -50,6 +50,10 @@ class AnomalyConfig:
     #: This many consecutive elevated windows (same machine, window size and alarm key)
     #: escalate the key's severity one level, capped at ``high`` (critical = hard limits).
     persistence: int = 6
+    #: Evidence that does not count towards persistence: the learned detectors' opinions
+    #: (HST, PCA T²) follow slow operating changes (load, ambient) for minutes on end, so
+    #: they are listed at ``watch`` but escalate nothing; rules and PCA Q do.
+    persistence_ignores: tuple[str, ...] = ("hst", "pca_t2")
 
     # --- sensor-fault evidence -------------------------------------------------------------
     #: Stuck: a window of ≥ ``stuck_min_count`` readings whose std is ≤ ratio × the baseline's
@@ -66,8 +70,9 @@ class AnomalyConfig:
     #: std) above (below) the mean of the window's other readings, while that mean is normal.
     spike_k: float = 8.0
     #: A spike whose score (jump / (spike_k × noise)) reaches this is ``medium`` at once: a
-    #: reading 32 noise stds off while its neighbours are normal is no physical event.
-    spike_medium: float = 4.0
+    #: reading 80 noise stds off while its neighbours are normal is no physical event (a load
+    #: step to a level never seen in training can reach a few tens).
+    spike_medium: float = 10.0
     #: Outliers, several in a window: its std ≥ this × the healthy p99 window std while no
     #: single reading explains it (``spike`` on ``<sensor>.std``, always ``spike_severity``:
     #: a load step inside a window widens it too, once).
@@ -106,7 +111,7 @@ class AnomalyConfig:
     #: Thresholds: this quantile of the healthy T² and Q, times ``pca_margin``.
     pca_quantile: float = 0.999
     pca_margin: float = 1.5
-    #: A T² or Q this many times its threshold is ``medium`` (below: ``watch``).
+    #: A Q this many times its threshold is ``medium`` (below, and any T²: ``watch``).
     pca_medium: float = 4.0
     #: Fewer complete healthy rows than this for a sensor set: no PCA for it.
     pca_min_rows: int = 50
@@ -170,7 +175,7 @@ class AnomalyConfig:
         if unknown:
             raise ValueError(f"anomaly config: unknown field `{unknown[0]}`")
         values = dict(data)
-        for key in ("zscore_aggregates", "pca_aggregates"):
+        for key in ("zscore_aggregates", "pca_aggregates", "persistence_ignores"):
             if key in values:
                 values[key] = tuple(values[key])
         if "drift_coupling" in values:

@@ -203,6 +203,7 @@ class AnomalyModel:
         self.trained = dict(trained or {})
         #: ``anomaly@v0003`` once loaded from the registry (set by whoever loads it).
         self.model_version = ""
+        self._ignored = frozenset({"persistence", *config.persistence_ignores})
         self._profiles: dict[tuple[str, float, tuple[str, ...]], _Profile] = {}
         for b in [*baselines.own.values(), *(b for bs in baselines.fallbacks.values() for b in bs)]:
             self._profiles[(b.key, b.window_s, b.sensors)] = self._compile(b)
@@ -513,20 +514,25 @@ class AnomalyModel:
             detector, value, threshold, ratio = "pca_t2", t2, det.t2_threshold, r_t2
         else:
             detector, value, threshold, ratio = "pca_q", q, det.q_threshold, r_q
+        # T² is a distance *inside* the healthy subspace: an operating point beyond the
+        # training range (a load never run while fitting) moves it as much as a fault does, so
+        # it stays evidence (watch); Q, off the subspace (broken correlations), can be medium.
+        medium = detector == "pca_q" and ratio >= self.config.pca_medium
         return Trigger(
             detector=detector,
             value=value,
             threshold=threshold,
             score=ratio,
-            severity="medium" if ratio >= self.config.pca_medium else "watch",
+            severity="medium" if medium else "watch",
         )
 
-    @staticmethod
-    def _key_levels(triggers: list[Trigger]) -> dict[str, Trigger]:
-        """Alarm key → its strongest trigger (persistence triggers excluded)."""
+    def _key_levels(self, triggers: list[Trigger]) -> dict[str, Trigger]:
+        """Alarm key → its strongest trigger that persistence counts (see
+        ``AnomalyConfig.persistence_ignores``)."""
+        ignored = self._ignored
         grouped: dict[str, list[Trigger]] = {}
         for t in triggers:
-            if t.detector != "persistence":
+            if t.detector not in ignored:
                 grouped.setdefault(alarm_key(t), []).append(t)
         return {k: strongest(ts) for k, ts in grouped.items()}  # type: ignore[misc]
 

@@ -9,8 +9,10 @@ from the window's own statistics against the machine's healthy baseline:
   its setpoint, a coarsely quantised reading) cannot be told stuck, and is not;
 - **dropout**: far fewer readings than healthy windows carry (or none while the machine's other
   sensors report);
-- **spike**: one reading far above (below) the mean of the window's *other* readings while
-  that mean is normal (a real rise moves every reading, a spike one); or, for several
+- **spike**: one reading far above (below) the mean of the window's *other* readings and
+  outside the healthy envelope of readings, while that mean is normal (a real rise moves every
+  reading, a spike one; a load step inside a window leaves one reading at the old, healthy
+  level, which is no spike); or, for several
   outliers in one window, a spread far beyond any healthy window's;
 - **drift**: the sensor's level leaves its baseline while every sensor physically coupled to
   it stays put (a bearing that runs hot also vibrates; a leaking seal moves pressure *and*
@@ -92,6 +94,9 @@ class SensorFaultRules:
     names: tuple[str, ...]
     noise: np.ndarray  # median window std: the reading-level noise (nan: unknown)
     noise_p99: np.ndarray  # p99 of the healthy window std
+    #: The healthy envelope of single readings: p99 of window maxima, p01 of window minima.
+    high_p99: np.ndarray
+    low_p01: np.ndarray
     #: The std at or below which a window is stuck; NaN where the rule cannot tell (a sensor
     #: with no noise, or whose healthy windows were that flat in ≥ 1 % of cases: quantised).
     stuck_limit: np.ndarray
@@ -125,6 +130,8 @@ class SensorFaultRules:
             names=tuple(f"{s}.{a}" for a in AGGREGATES for s in sensors),
             noise=np.array([stat(f"{s}.std", "p50") for s in sensors]),
             noise_p99=np.array([stat(f"{s}.std", "p99") for s in sensors]),
+            high_p99=np.array([stat(f"{s}.max", "p99") for s in sensors]),
+            low_p01=np.array([stat(f"{s}.min", "p01") for s in sensors]),
             stuck_limit=limits,
             flat_told=np.array(
                 [
@@ -188,15 +195,19 @@ class SensorFaultRules:
             jump_lo = rest_lo - x[MIN]
             spike_at = cfg.spike_k * self.noise
             normal = cfg.z_watch * self.level_scale
+            # ...and the odd reading is outside anything healthy (a load step inside a window
+            # leaves one reading at the old level: within the envelope)
             spike_hi = (
                 (count >= 3)
                 & (jump_hi >= spike_at)
+                & (x[MAX] >= self.high_p99 + spike_at)
                 & (np.abs(rest_hi - self.level) < normal)
                 & (self.noise > 0)
             )
             spike_lo = (
                 (count >= 3)
                 & (jump_lo >= spike_at)
+                & (x[MIN] <= self.low_p01 - spike_at)
                 & (np.abs(rest_lo - self.level) < normal)
                 & (self.noise > 0)
             )

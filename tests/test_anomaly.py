@@ -651,3 +651,36 @@ def test_stuck_is_not_told_on_sensors_flat_when_healthy() -> None:
     stuck = ("stuck", "vibration.std", "watch")
     assert seen[:5] == [[stuck]] * 5
     assert seen[5:] == [[stuck, ("persistence", "vibration.std", "medium")]] * 2
+
+
+def test_pca_t2_is_evidence_that_persistence_does_not_escalate(rules_model) -> None:
+    """T² (inside the healthy subspace: an operating point beyond the training range moves
+    it as much as a fault) stays ``watch`` and escalates nothing; Q can be ``medium``."""
+    config = AnomalyConfig(pca_aggregates=("mean",), hst=False)
+    names = ("bearing_temp.mean", "flow.mean", "pressure.mean", "vibration.mean")
+    load = PcaDetector(names, np.zeros(4), np.full((1, 4), 0.5), np.ones(1), 4.0, 4.0, 100)
+    sensors = tuple(sorted(SENSORS))
+    model = AnomalyModel(config, rules_model.baselines, rules_model.limits, {(5.0, sensors): load})
+
+    def window(**z: float) -> dict[str, float]:
+        features = shifted(model, "vibration", 0.0)
+        for sensor, by in z.items():
+            moved = shifted(model, sensor, by)
+            features.update({k: v for k, v in moved.items() if k.startswith(f"{sensor}.")})
+        return features
+
+    state = model.new_state("pump-001")
+    along = window(vibration=3.0, bearing_temp=3.0, pressure=3.0, flow=3.0)  # T² = 36
+    seen = []
+    for i in range(8):
+        fv = vector(along, t=5.0 * i)
+        score = model.score(fv, state)
+        model.update(fv, state, score)
+        seen.append([(t.detector, t.severity, round(t.score, 6)) for t in score.triggers])
+    assert seen == [[("pca_t2", "watch", 9.0)]] * 8
+    assert state.windows[5.0].runs == {}
+    across = window(vibration=3.0, bearing_temp=-3.0)  # off the load direction: Q = 18
+    score = model.score(vector(across), model.new_state("pump-001"))
+    assert [(t.detector, t.severity, round(t.score, 6)) for t in score.triggers] == [
+        ("pca_q", "medium", 4.5)
+    ]

@@ -655,8 +655,9 @@ def test_stuck_is_not_told_on_sensors_flat_when_healthy() -> None:
 
 def test_pca_t2_is_evidence_that_persistence_does_not_escalate(rules_model) -> None:
     """T² (inside the healthy subspace: an operating point beyond the training range moves
-    it as much as a fault) stays ``watch`` and escalates nothing; Q can be ``medium``."""
-    config = AnomalyConfig(pca_aggregates=("mean",), hst=False)
+    it as much as a fault) stays ``watch`` and escalates nothing; Q can be ``medium`` (when
+    ``pca_medium`` is set; by default it stays ``watch`` too)."""
+    config = AnomalyConfig(pca_aggregates=("mean",), hst=False, pca_medium=4.0)
     names = ("bearing_temp.mean", "flow.mean", "pressure.mean", "vibration.mean")
     load = PcaDetector(names, np.zeros(4), np.full((1, 4), 0.5), np.ones(1), 4.0, 4.0, 100)
     sensors = tuple(sorted(SENSORS))
@@ -684,3 +685,9 @@ def test_pca_t2_is_evidence_that_persistence_does_not_escalate(rules_model) -> N
     assert [(t.detector, t.severity, round(t.score, 6)) for t in score.triggers] == [
         ("pca_q", "medium", 4.5)
     ]
+    default = AnomalyModel(
+        AnomalyConfig(pca_aggregates=("mean",), hst=False), model.baselines, model.limits,
+        model.pca,
+    )  # fmt: skip
+    score = default.score(vector(across), default.new_state("pump-001"))
+    assert [(t.detector, t.severity) for t in score.triggers] == [("pca_q", "watch")]

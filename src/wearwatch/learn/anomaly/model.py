@@ -517,7 +517,8 @@ class AnomalyModel:
         # T² is a distance *inside* the healthy subspace: an operating point beyond the
         # training range (a load never run while fitting) moves it as much as a fault does, so
         # it stays evidence (watch); Q, off the subspace (broken correlations), can be medium.
-        medium = detector == "pca_q" and ratio >= self.config.pca_medium
+        at = self.config.pca_medium
+        medium = detector == "pca_q" and at is not None and ratio >= at
         return Trigger(
             detector=detector,
             value=value,

@@ -9,11 +9,12 @@ short per-sensor history, the online detector — lives in that machine's
   call it for any request;
 - :meth:`AnomalyModel.update` is the stream's step: counters, history, online learning.
 
-A window's triggers, in order: hard limits (critical, never suppressed), sensor-fault
-evidence (``category="sensor"``), z-scores of the machine's features — except on sensors with
-sensor-fault evidence in that window, so a spiking sensor does not raise a bearing alarm —
-PCA T²+Q and HST (a faulty sensor's inputs are imputed with their healthy values), then
-persistence per alarm key (``machine`` or ``sensor:<sensor>``).
+A window's triggers, in order: hard limits (critical; on a spiking sensor only when every
+reading of the window crossed), sensor-fault evidence (``category="sensor"``), z-scores of the
+machine's features — except on sensors with sensor-fault evidence in that window, so a spiking
+sensor does not raise a bearing alarm — PCA T²+Q and HST (a faulty sensor's inputs are imputed
+with their healthy values), then persistence per alarm key (``machine`` or
+``sensor:<sensor>``), which T² and HST do not feed (see ``AnomalyConfig.persistence_ignores``).
 
 Artifacts are one JSON file (``artifact_format = "anomaly-model/1"``): the config, the
 baselines, the hard limits and the PCA matrices. The online trees are state, not model: they

@@ -584,6 +584,10 @@ def test_train_risk_cli_refuses_bad_arguments(tmp_path) -> None:
         ["train", "risk", "--features", str(tmp_path), "--maintenance", "x", "--horizon", "1d"],
     )
     assert bad.exit_code == 2 and "--horizon: duration '1d'" in bad.output
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    empty = runner.invoke(app, ["train", "risk", "--features", str(tmp_path), "--bus", url])
+    assert empty.exit_code == 2
+    assert f"--bus: topic 'fleet.maintenance' does not exist on {url}" in empty.output
 
 
 def test_train_risk_cli_trains_and_registers(

@@ -542,7 +542,8 @@ def test_forecast_is_robust_to_noise_and_spikes_and_none_without_a_rise() -> Non
     _feed(forecast, noisy)
     crossing = math.log(4.5) / 0.05
     assert forecast.hours_to_limit() == pytest.approx(crossing - hours[-1], rel=0.1)
-    for series in (rng.lognormal(0.0, 0.1, hours.size), np.exp(-0.05 * hours)):
+    slow = np.exp(0.01 * hours)  # +13 % over 12 h: less than min_rise, not worth a forecast
+    for series in (rng.lognormal(0.0, 0.1, hours.size), np.exp(-0.05 * hours), slow):
         flat = MaintenanceForecast(limit=4.5)
         _feed(flat, series)
         assert flat.hours_to_limit() is None
@@ -583,6 +584,10 @@ def test_train_risk_cli_refuses_bad_arguments(tmp_path) -> None:
         ["train", "risk", "--features", str(tmp_path), "--maintenance", "x", "--horizon", "1d"],
     )
     assert bad.exit_code == 2 and "--horizon: duration '1d'" in bad.output
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    empty = runner.invoke(app, ["train", "risk", "--features", str(tmp_path), "--bus", url])
+    assert empty.exit_code == 2
+    assert f"--bus: topic 'fleet.maintenance' does not exist on {url}" in empty.output
 
 
 def test_train_risk_cli_trains_and_registers(

@@ -356,7 +356,9 @@ def risk(
         log = open_configured_log(settings, bus)
         try:
             truth = read_maintenance_topic(log)
-        except (KeyError, ValueError) as exc:
+        except KeyError as exc:  # a missing topic; str() of a KeyError adds quotes
+            fail(f"--bus: {exc.args[0] if exc.args else exc} on {log.url}")
+        except ValueError as exc:
             fail(f"--bus: {exc}")
         finally:
             log.close()

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,17 @@ from wearwatch.learn.risk.labels import event_micros, micros
 TREND_SUFFIXES: tuple[str, ...] = ("ewm_short", "ewm_long", "rise", "rise_rel", "trend_per_h")
 _MEAN = ".mean"
 _KEYS = frozenset({"ts", "machine_id", "window_s"})
+
+
+@lru_cache(maxsize=4096)
+def _sensor_of(name: str) -> str | None:
+    """``vib`` for ``vib.mean``; None for any other feature (cached: called per feature)."""
+    return name[: -len(_MEAN)] if name.endswith(_MEAN) else None
+
+
+@lru_cache(maxsize=1024)
+def _trend_names(sensor: str) -> tuple[str, ...]:
+    return tuple(f"{sensor}.{suffix}" for suffix in TREND_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -101,9 +113,9 @@ class TrendFeatures:
         now = event_micros(fv.ts)
         out = dict(fv.features)
         for name, value in fv.features.items():
-            if not name.endswith(_MEAN):
+            sensor = _sensor_of(name)
+            if sensor is None:
                 continue
-            sensor = name[: -len(_MEAN)]
             state = self.sensors.get(sensor)
             if state is None:
                 state = self.sensors[sensor] = _SensorTrend(last_us=now)
@@ -122,16 +134,18 @@ class TrendFeatures:
             if state.base_n < cfg.baseline_windows:
                 state.base_sum += value
                 state.base_n += 1
+        lag_gap_h = cfg.lag_gap_h
         for sensor, state in self.sensors.items():
+            k_short, k_long, k_rise, k_rel, k_trend = _trend_names(sensor)
             ewm_short = state.s_short / state.w_short
             ewm_long = state.s_long / state.w_long
             baseline = state.base_sum / state.base_n
             rise = ewm_short - baseline
-            out[f"{sensor}.ewm_short"] = ewm_short
-            out[f"{sensor}.ewm_long"] = ewm_long
-            out[f"{sensor}.rise"] = rise
-            out[f"{sensor}.rise_rel"] = rise / abs(baseline) if baseline != 0.0 else math.nan
-            out[f"{sensor}.trend_per_h"] = (ewm_short - ewm_long) / cfg.lag_gap_h
+            out[k_short] = ewm_short
+            out[k_long] = ewm_long
+            out[k_rise] = rise
+            out[k_rel] = rise / abs(baseline) if baseline != 0.0 else math.nan
+            out[k_trend] = (ewm_short - ewm_long) / lag_gap_h
         return out
 
     @classmethod

@@ -10,8 +10,12 @@ forecast fits a line to the *logarithm* of a lead sensor's window means over the
 ``span_h`` hours and extrapolates it to a limit (for vibration, the ISO 10816 B/C boundary of
 the machine's class: "plan maintenance"). Robust to noise twice over: window means are first
 reduced to the median per ``bucket_s`` bucket (a spike or dropout window moves a median
-little), and a forecast is given only when the growth rate's one-sided lower confidence bound
-is above zero — otherwise there is no upward trend, and the answer is ``None``.
+little), and a forecast is given only when the growth is both significant (the growth rate's
+one-sided lower confidence bound is above zero) and large enough to be wear (at least
+``min_rise``, +20 %, over the span) — otherwise there is no upward trend, and the answer is
+``None``. The second condition matters: on the fleet twin (20 machines, 15 days, seed 1) load
+changes and the daily ambient cycle gave a significant 12 h rise in 43 % of healthy hours; with
+``min_rise`` 0.2, 3 %, while every one of the 13 failures got a steady forecast 12–44 h ahead.
 
 >>> from wearwatch.events import AnomalyScore, utc
 >>> calm = AnomalyScore(ts=utc(0), machine_id="p1", window_s=30.0, severity="normal", score=0.0)
@@ -106,6 +110,8 @@ class MaintenanceForecast:
     min_buckets: int = 6
     #: One-sided confidence that the growth rate is above zero before forecasting.
     confidence: float = 0.95
+    #: Least growth over ``span_h`` that counts as wear (0.2: +20 %).
+    min_rise: float = 0.2
     #: Forecasts further out than this (hours) are None: a trend of hours says nothing there.
     max_h: float = 90 * 24.0
     buckets: deque[tuple[float, float]] = field(default_factory=deque)
@@ -171,7 +177,7 @@ class MaintenanceForecast:
         if self._fit is None:
             return None
         slope, low, level, at_h = self._fit
-        if low <= 0.0:
+        if low <= 0.0 or slope * self.span_h < math.log1p(self.min_rise):
             return None
         crossing_h = at_h + (math.log(self.limit) - level) / slope
         hours = max(0.0, crossing_h - self._latest_h)

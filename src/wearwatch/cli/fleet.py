@@ -7,6 +7,7 @@ import json
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from wearwatch.cli.errors import finite
 from wearwatch.cli.twin import parse_duration
 
 app = typer.Typer(help="The machine fleet: evaluate the pipeline.", no_args_is_help=True)
@@ -24,7 +25,7 @@ def _windows(text: str) -> tuple[float, ...]:
 def evaluate(
     seed: int = typer.Option(1, help="seed of the evaluation run"),
     machines: int = typer.Option(50, min=1, max=10_000, help="machines in the fleet"),
-    days: float = typer.Option(30.0, min=0.1, max=3650.0, help="days of machine time"),
+    days: float = typer.Option(30.0, callback=finite(0.1, 3650.0), help="days of machine time"),
     tick: str = typer.Option("30s", help="one reading per sensor every TICK (e.g. 30s, 1m)"),
     windows: str = typer.Option("5m,30m", help="tumbling window sizes, comma separated"),
     train_seed: int | None = typer.Option(

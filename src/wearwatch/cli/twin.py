@@ -6,11 +6,14 @@ import math
 import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from wearwatch.cli.errors import describe, fail, finite
+
+if TYPE_CHECKING:
+    from wearwatch.twin.fleet.publish import FleetPublishStats
 
 app = typer.Typer(help="Digital twins: run them, steer them.", no_args_is_help=True)
 
@@ -225,3 +228,154 @@ def gradual(
 def maintenance(bus: str = typer.Option(None, help="log URL")) -> None:
     """Maintenance: a roll change resets the wear."""
     _send("maintenance", {}, bus)
+
+
+@app.command("fleet")
+def fleet_cmd(
+    machines: int = typer.Option(50, min=1, max=100_000, help="machines in the fleet"),
+    tick: str = typer.Option(None, help="time between readings, e.g. 1s (default: config)"),
+    seed: int = typer.Option(7, help="seed; readings and events derive from it"),
+    speed: float = typer.Option(
+        0.0,
+        callback=finite(low=0.0),
+        help="real-time pacing (60 = a virtual minute per second); 0 = as fast as possible",
+    ),
+    duration: str = typer.Option("1h", help="virtual duration, e.g. 90s, 10m, 2h"),
+    config: Annotated[
+        Path | None, typer.Option("--config", help="fleet TOML (default: the shipped fleet)")
+    ] = None,
+    bus: str = typer.Option(None, help="log URL (default: WEARWATCH_BUS)"),
+) -> None:
+    """Run the machine fleet twin against the configured log.
+
+    Readings go to fleet.readings (columnar, keyed by machine), ground truth (fault onsets,
+    failures, repairs, maintenance, sensor faults) to fleet.maintenance. In paced runs
+    (--speed > 0) the twin follows live commands from fleet.control (see `wearwatch twin
+    fleet-command --help`).
+    """
+    from rich.console import Console
+
+    from wearwatch.config import get_settings
+    from wearwatch.twin.fleet.config import load_fleet_config, with_tick
+    from wearwatch.twin.fleet.publish import publish_fleet
+    from wearwatch.twin.fleet.simulation import FleetTwin
+    from wearwatch.wiring import open_configured_log
+
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as exc:
+        fail(f"--duration: {exc}")
+    try:
+        cfg = load_fleet_config(config)
+        if tick is not None:
+            cfg = with_tick(cfg, parse_duration(tick))
+    except ValueError as exc:
+        fail(f"--tick: {exc}" if tick is not None and "tick" in str(exc) else str(exc))
+    ticks = max(1, math.ceil(seconds / cfg.tick_s))
+    twin = FleetTwin(cfg, machines=machines, seed=seed)
+    log = open_configured_log(get_settings(), bus)
+    console = Console(stderr=True)
+
+    def progress(stats: FleetPublishStats) -> None:
+        if speed > 0:
+            console.print(_fleet_line(stats), highlight=False, soft_wrap=True)
+
+    try:
+        with console.status(f"fleet twin ({machines} machines) → {log.url}"):
+            stats = publish_fleet(log, twin, ticks, speed=speed, on_flush=progress)
+    except KeyboardInterrupt:
+        console.print("stopped")
+        return
+    finally:
+        log.close()
+    console.print(f"fleet twin: {_fleet_line(stats)} → {log.url}", highlight=False, soft_wrap=True)
+
+
+def _fleet_line(stats: FleetPublishStats) -> str:
+    from wearwatch.events import utc
+
+    when = utc(stats.now_s).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        f"t={when} readings={stats.readings:,} records={stats.records:,} "
+        f"onsets={stats.fault_onsets} failures={stats.failures} "
+        f"sensor_faults={stats.sensor_faults} commands={stats.commands} "
+        f"rejected={stats.rejected_commands}"
+    )
+
+
+fleet_command_app = typer.Typer(
+    help="Send a live command to a running (paced) fleet twin via fleet.control.",
+    no_args_is_help=True,
+)
+app.add_typer(fleet_command_app, name="fleet-command")
+
+_FleetConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="the running twin's fleet TOML (default: shipped)")
+]
+
+
+def _send_fleet(
+    command: str, args: dict[str, object], config: Path | None, bus: str | None
+) -> None:
+    from wearwatch.config import get_settings
+    from wearwatch.twin.fleet.config import load_fleet_config
+    from wearwatch.twin.fleet.publish import send_fleet_command
+    from wearwatch.wiring import open_configured_log
+
+    try:
+        cfg = load_fleet_config(config)
+    except ValueError as exc:
+        fail(str(exc))
+    log = open_configured_log(get_settings(), bus)
+    try:
+        send_fleet_command(log, command, args, cfg)
+    except ValueError as exc:
+        fail(describe(exc))
+    finally:
+        log.close()
+    typer.echo(f"sent {command} {args}")
+
+
+@fleet_command_app.command("inject-fault")
+def inject_fault(
+    machine: str = typer.Argument(..., help="machine id, e.g. pump-001"),
+    mode: str = typer.Argument(..., help="degradation mode, e.g. bearing_wear"),
+    pf_h: float = typer.Option(
+        None, "--pf-h", callback=finite(low=0.0), help="hours to failure (default: drawn)"
+    ),
+    config: _FleetConfigOption = None,
+    bus: str = typer.Option(None, help="log URL"),
+) -> None:
+    """Start a degradation mode on a machine now."""
+    args: dict[str, object] = {"machine": machine, "mode": mode}
+    if pf_h is not None:
+        args["pf_h"] = pf_h
+    _send_fleet("inject_fault", args, config, bus)
+
+
+@fleet_command_app.command("inject-sensor-fault")
+def inject_sensor_fault(
+    machine: str = typer.Argument(..., help="machine id, e.g. pump-001"),
+    sensor: str = typer.Argument(..., help="sensor, e.g. bearing_temp"),
+    kind: str = typer.Argument(..., help="stuck, drift, spikes or dropout"),
+    duration_h: float = typer.Option(
+        None, "--duration-h", callback=finite(low=0.0), help="hours (default: drawn)"
+    ),
+    config: _FleetConfigOption = None,
+    bus: str = typer.Option(None, help="log URL"),
+) -> None:
+    """Start a sensor fault (of the measurement, not the machine) now."""
+    args: dict[str, object] = {"machine": machine, "sensor": sensor, "kind": kind}
+    if duration_h is not None:
+        args["duration_h"] = duration_h
+    _send_fleet("inject_sensor_fault", args, config, bus)
+
+
+@fleet_command_app.command("repair")
+def repair(
+    machine: str = typer.Argument(..., help="machine id, e.g. pump-001"),
+    config: _FleetConfigOption = None,
+    bus: str = typer.Option(None, help="log URL"),
+) -> None:
+    """Put a machine right now: repair a failed one, clear the faults of a running one."""
+    _send_fleet("repair", {"machine": machine}, config, bus)

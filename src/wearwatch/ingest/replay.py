@@ -184,10 +184,10 @@ def replay(
         for source in sources:
             cut = _cut_us(source.readings, options.train_fraction, largest_us)
             cuts.append(cut)
-            train_parts.append(source.readings[_ts_us(source.readings) < cut])
+            train_parts.append(source.readings[times_us(source.readings) < cut])
 
     note("fitting", 0, 1)
-    model, train_windows = _fit(train_parts, options)
+    model, train_windows = fit_detectors(train_parts, options)
     note("fitting", 1, 1)
 
     total = sum(len(s.readings) for s in sources)
@@ -196,12 +196,12 @@ def replay(
     for source, cut in zip(sources, cuts, strict=True):
         readings = source.readings
         if cut is not None:
-            readings = readings[_ts_us(readings) >= cut]
+            readings = readings[times_us(readings) >= cut]
 
         def step(rows: int, base: int = done) -> None:
             note("replaying", base + rows, total)
 
-        scores, alarms, late = _run(readings, model, options, step)
+        scores, alarms, late = run_pipeline(readings, model, options, step)
         done += len(source.readings)
         item = _score_file(source, cut, readings, scores, alarms, late, options)
         if options.write:
@@ -223,7 +223,7 @@ def replay(
 # --- steps -----------------------------------------------------------------------------------
 
 
-def _ts_us(readings: pd.DataFrame) -> np.ndarray:
+def times_us(readings: pd.DataFrame) -> np.ndarray:
     return readings["ts"].to_numpy(dtype="datetime64[us]").view(np.int64)
 
 
@@ -234,7 +234,7 @@ def _iso(us: int) -> str:
 def _cut_us(readings: pd.DataFrame, fraction: float, largest_us: int) -> int:
     """Start of the replayed share: ``fraction`` of the file's time span, rounded up to the
     largest window's boundary (windows are aligned to the epoch)."""
-    ts = _ts_us(readings)
+    ts = times_us(readings)
     if len(ts) == 0:
         return 0
     raw = int(ts.min()) + math.ceil(fraction * (int(ts.max()) - int(ts.min())))
@@ -243,7 +243,7 @@ def _cut_us(readings: pd.DataFrame, fraction: float, largest_us: int) -> int:
 
 def to_columns(readings: pd.DataFrame) -> Columns:
     """A long readings frame (ts, machine_id, sensor, value) as :class:`Columns` of Reading."""
-    ts_us = _ts_us(readings)
+    ts_us = times_us(readings)
     codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in ("machine_id", "sensor"):
         index, categories = pd.factorize(readings[name], sort=False)
@@ -263,7 +263,9 @@ def _records(readings: pd.DataFrame) -> list[bytes]:
     return out
 
 
-def _fit(parts: Sequence[pd.DataFrame], options: ReplayOptions) -> tuple[AnomalyModel, int]:
+def fit_detectors(
+    parts: Sequence[pd.DataFrame], options: ReplayOptions
+) -> tuple[AnomalyModel, int]:
     """Fit the detectors on the stream's feature vectors of the training readings (each file's
     readings a stream of its own: files need not follow one another in time), leaving out the
     windows that hold a positively labelled reading."""
@@ -284,7 +286,7 @@ def _fit(parts: Sequence[pd.DataFrame], options: ReplayOptions) -> tuple[Anomaly
             window_us = np.array([round(fv.window_s * _US) for fv in found], dtype=np.int64)
             machines = np.array([fv.machine_id for fv in found], dtype=object)
             anomalous = window_actual(
-                end_us, window_us, machines, _ts_us(positive), positive["machine_id"].to_numpy()
+                end_us, window_us, machines, times_us(positive), positive["machine_id"].to_numpy()
             )
             found = [fv for fv, bad in zip(found, anomalous, strict=True) if not bad]
         vectors.extend(found)
@@ -301,7 +303,7 @@ def _dt_us(ts: Any) -> int:
     return round(ts.timestamp() * _US)
 
 
-def _run(
+def run_pipeline(
     readings: pd.DataFrame,
     model: AnomalyModel,
     options: ReplayOptions,
@@ -364,13 +366,13 @@ def _score_file(
     if source.labelled:
         positive = readings[readings["label"] > 0]
         actual = window_actual(
-            end_us, window_us, machines, _ts_us(positive), positive["machine_id"].to_numpy()
+            end_us, window_us, machines, times_us(positive), positive["machine_id"].to_numpy()
         )
         scored["label"] = actual.astype(np.int8)
         item.predicted, item.actual = is_open[points], actual[points]
         item.metrics = point_metrics(item.predicted, item.actual)
         events = labelled_events(
-            _ts_us(readings), readings["machine_id"].to_numpy(), readings["label"].to_numpy()
+            times_us(readings), readings["machine_id"].to_numpy(), readings["label"].to_numpy()
         )
         item.events = detect_events(
             events, end_us[points], window_us[points], machines[points], is_open[points]
@@ -382,7 +384,7 @@ def _unscored(
     readings: pd.DataFrame, end_us: np.ndarray, machines: np.ndarray, window_us: int
 ) -> int:
     """Readings whose shortest window was never scored (still open when the stream ended)."""
-    ends = (_ts_us(readings) // window_us + 1) * window_us
+    ends = (times_us(readings) // window_us + 1) * window_us
     wanted = pd.MultiIndex.from_arrays([readings["machine_id"].to_numpy(), ends])
     scored = pd.MultiIndex.from_arrays([machines.astype(str), end_us])
     return int((~wanted.isin(scored)).sum())

@@ -237,6 +237,7 @@ class Alarm(Event, tag="alarm", kw_only=True):
         "escalated",
         "deescalated",
         "recovering",
+        "reactivated",
         "cleared",
         "reraised",
         "acknowledged",

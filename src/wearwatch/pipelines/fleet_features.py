@@ -22,7 +22,7 @@ from functools import cache
 
 from wearwatch import topics
 from wearwatch.events import FeatureVector, WindowResult
-from wearwatch.runtime.dataflow import Flow, Source, register
+from wearwatch.runtime.dataflow import Flow, Source, Stream, register
 from wearwatch.runtime.windows import tumbling
 
 READINGS_TOPIC = topics.READINGS.name
@@ -63,12 +63,18 @@ def fleet_features(
         "fleet_features",
         Source(input_topic, source.event_type, partitioned_by=source.partitioned_by),
     )
-    windows = flow.stream.key_by("machine_id").window(
+    feature_vectors(flow.stream, windows_s, grace_s).to_topic(output_topic)
+    return flow
+
+
+def feature_vectors(readings: Stream, windows_s: Sequence[float], grace_s: float) -> Stream:
+    """Readings → per machine and tumbling window, a :class:`FeatureVector`: the windows every
+    fleet flow shares (the fleet pipeline, this flow, batch feature extraction)."""
+    windows = readings.key_by("machine_id").window(
         *(tumbling(float(size)) for size in windows_s),
         grace=grace_s,
         value="value",
         series="sensor",
         aggregations=FEATURES,
     )
-    windows.map(to_feature_vector).to_topic(output_topic)
-    return flow
+    return windows.map(to_feature_vector)

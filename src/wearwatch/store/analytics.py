@@ -13,12 +13,23 @@ Tables (created on first use):
     one row per joined mill pass: ``rid, ts, slab_id, pass_no, line, actual_force_kn,
     baseline_force_kn, served_force_kn, source, physics_ape, served_ape, model_ape (JSON:
     learner → APE %), router_state``.
+``anomaly_scores``
+    one row per scored window (``fleet.scores``): ``rid, ts, machine_id, window_s, severity,
+    score, category, reason, triggers (JSON list), model_version``.
+``machine_health``
+    one row per health update (``fleet.health``): ``rid, ts, machine_id, risk, risk_level,
+    health, time_to_maintenance_h, explanation (JSON: input → value), model_version``.
+``alarms``
+    one row per alarm transition (``fleet.alarms``): ``rid, ts, alarm_id, machine_id,
+    alarm_type, severity, status, acknowledged, transition, reason, triggers (JSON list),
+    raised_at, ack_by, ack_at, refreshes`` — an alarm's history is its rows by ``ts``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,23 +48,116 @@ _TABLES = {
         pass_no INTEGER NOT NULL, line VARCHAR NOT NULL, actual_force_kn DOUBLE,
         baseline_force_kn DOUBLE, served_force_kn DOUBLE, source VARCHAR,
         physics_ape DOUBLE, served_ape DOUBLE, model_ape JSON, router_state VARCHAR)""",
+    "anomaly_scores": """CREATE TABLE IF NOT EXISTS anomaly_scores (
+        rid VARCHAR PRIMARY KEY, ts TIMESTAMPTZ NOT NULL, machine_id VARCHAR NOT NULL,
+        window_s DOUBLE, severity VARCHAR NOT NULL, score DOUBLE, category VARCHAR,
+        reason VARCHAR, triggers JSON, model_version VARCHAR)""",
+    "machine_health": """CREATE TABLE IF NOT EXISTS machine_health (
+        rid VARCHAR PRIMARY KEY, ts TIMESTAMPTZ NOT NULL, machine_id VARCHAR NOT NULL,
+        risk DOUBLE, risk_level VARCHAR, health DOUBLE, time_to_maintenance_h DOUBLE,
+        explanation JSON, model_version VARCHAR)""",
+    "alarms": """CREATE TABLE IF NOT EXISTS alarms (
+        rid VARCHAR PRIMARY KEY, ts TIMESTAMPTZ NOT NULL, alarm_id VARCHAR NOT NULL,
+        machine_id VARCHAR NOT NULL, alarm_type VARCHAR NOT NULL, severity VARCHAR NOT NULL,
+        status VARCHAR NOT NULL, acknowledged BOOLEAN, transition VARCHAR NOT NULL,
+        reason VARCHAR, triggers JSON, raised_at TIMESTAMPTZ, ack_by VARCHAR,
+        ack_at TIMESTAMPTZ, refreshes INTEGER)""",
 }
 
 _EVENT_COLUMNS = ("rid", "topic", "type", "key", "ts", "payload")
-_PASS_OUTCOME_COLUMNS = (
-    "ts",
-    "slab_id",
-    "pass_no",
-    "line",
-    "actual_force_kn",
-    "baseline_force_kn",
-    "served_force_kn",
-    "source",
-    "physics_ape",
-    "served_ape",
-    "model_ape",
-    "router_state",
-)
+
+
+@dataclass(frozen=True)
+class _RowTable:
+    """A table with one row per event of a type: its columns are the event's fields."""
+
+    name: str
+    columns: tuple[str, ...]
+    #: Columns stored as JSON (lists, dicts).
+    json: frozenset[str] = frozenset()
+
+    def row(self, rid: str, payload: dict[str, Any]) -> tuple[Any, ...]:
+        return (
+            rid,
+            *(
+                msgspec.json.encode(payload.get(c)).decode() if c in self.json else payload.get(c)
+                for c in self.columns
+            ),
+        )
+
+
+#: Event type tag → the table its events also fill (besides ``events``).
+_ROW_TABLES: dict[str, _RowTable] = {
+    "pass_outcome": _RowTable(
+        "pass_outcomes",
+        (
+            "ts",
+            "slab_id",
+            "pass_no",
+            "line",
+            "actual_force_kn",
+            "baseline_force_kn",
+            "served_force_kn",
+            "source",
+            "physics_ape",
+            "served_ape",
+            "model_ape",
+            "router_state",
+        ),
+        frozenset({"model_ape"}),
+    ),
+    "anomaly_score": _RowTable(
+        "anomaly_scores",
+        (
+            "ts",
+            "machine_id",
+            "window_s",
+            "severity",
+            "score",
+            "category",
+            "reason",
+            "triggers",
+            "model_version",
+        ),
+        frozenset({"triggers"}),
+    ),
+    "machine_health": _RowTable(
+        "machine_health",
+        (
+            "ts",
+            "machine_id",
+            "risk",
+            "risk_level",
+            "health",
+            "time_to_maintenance_h",
+            "explanation",
+            "model_version",
+        ),
+        frozenset({"explanation"}),
+    ),
+    "alarm": _RowTable(
+        "alarms",
+        (
+            "ts",
+            "alarm_id",
+            "machine_id",
+            "alarm_type",
+            "severity",
+            "status",
+            "acknowledged",
+            "transition",
+            "reason",
+            "triggers",
+            "raised_at",
+            "ack_by",
+            "ack_at",
+            "refreshes",
+        ),
+        frozenset({"triggers"}),
+    ),
+}
+#: Columns holding event times (ISO strings in the JSON, cast on insert).
+_TIME_COLUMNS = frozenset({"ts", "raised_at", "ack_at"})
 
 
 class AnalyticsStore:
@@ -69,7 +173,7 @@ class AnalyticsStore:
     def write_records(self, records: Sequence[Record]) -> int:
         """Insert each record's event once per rid; returns how many rows were new."""
         generic: list[tuple[Any, ...]] = []
-        outcomes: list[tuple[Any, ...]] = []
+        rows: dict[str, list[tuple[Any, ...]]] = {}
         for record in records:
             if not record.rid:
                 raise ValueError(
@@ -78,18 +182,9 @@ class AnalyticsStore:
                 )
             payload = msgspec.json.decode(record.value)
             kind = payload.get("type", "") if isinstance(payload, dict) else ""
-            if kind == "pass_outcome":
-                outcomes.append(
-                    (
-                        record.rid,
-                        *(
-                            msgspec.json.encode(payload[c]).decode()
-                            if c == "model_ape"
-                            else payload.get(c)
-                            for c in _PASS_OUTCOME_COLUMNS
-                        ),
-                    )
-                )
+            table = _ROW_TABLES.get(kind)
+            if table is not None:
+                rows.setdefault(kind, []).append(table.row(record.rid, payload))
             generic.append(
                 (
                     record.rid,
@@ -104,8 +199,9 @@ class AnalyticsStore:
         # Bulk inserts through Arrow: DuckDB's executemany goes row by row.
         if generic:
             self._insert("events", _EVENT_COLUMNS, generic)
-        if outcomes:
-            self._insert("pass_outcomes", ("rid", *_PASS_OUTCOME_COLUMNS), outcomes)
+        for kind, table_rows in rows.items():
+            table = _ROW_TABLES[kind]
+            self._insert(table.name, ("rid", *table.columns), table_rows)
         return self.count("events") - before
 
     def _insert(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
@@ -113,7 +209,9 @@ class AnalyticsStore:
         self.conn.register("_incoming", batch)
         try:
             names = ", ".join(columns)
-            casts = ", ".join(f"CAST({c} AS TIMESTAMPTZ)" if c == "ts" else c for c in columns)
+            casts = ", ".join(
+                f"CAST({c} AS TIMESTAMPTZ)" if c in _TIME_COLUMNS else c for c in columns
+            )
             self.conn.execute(
                 f"INSERT OR IGNORE INTO {table} ({names}) SELECT {casts} FROM _incoming"
             )

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from wearwatch.ingest.detection import (
     LabelledEvent,
-    alarm_open,
+    alarm_active,
     detect_events,
     labelled_events,
     point_metrics,
@@ -384,8 +385,8 @@ def test_window_actual_equals_a_scan(windows, positives):
     ),
     ends=st.lists(st.tuples(st.integers(0, 22), machines_st), max_size=20),
 )
-def test_alarm_open_equals_a_replay_of_the_transitions(transitions, ends):
-    got = alarm_open(
+def test_alarm_active_equals_a_replay_of_the_transitions(transitions, ends):
+    got = alarm_active(
         np.array([e for e, _ in ends], dtype=np.int64),
         np.array([m for _, m in ends], dtype=object),
         transitions,
@@ -396,7 +397,7 @@ def test_alarm_open_equals_a_replay_of_the_transitions(transitions, ends):
         for ts, m, kind, status in sorted(transitions, key=lambda x: x[0]):
             if m == machine and ts <= end:
                 state[kind] = status
-        want.append(any(s in ("active", "recovering") for s in state.values()))
+        want.append(any(s == "active" for s in state.values()))
     assert got.tolist() == want
 
 
@@ -439,3 +440,107 @@ def test_events_and_delays_equal_a_scan(readings, windows):
         assert result == LabelledEvent(
             event.machine_id, event.start_us, event.end_us, min(hits) if hits else None
         )
+
+
+# --- C-MAPSS as a fleet -----------------------------------------------------------------------
+
+
+def _alarm(cycle: int, transition: str, status: str, kind: str = "machine"):
+    from wearwatch.events import Alarm, utc
+    from wearwatch.ingest.cmapss_fleet import START_US
+
+    t = utc(START_US / 1e6 + cycle)
+    return Alarm(
+        ts=t,
+        alarm_id=f"e/{kind}/1",
+        machine_id="e",
+        alarm_type=kind,
+        severity="medium",
+        status=status,
+        transition=transition,
+        raised_at=t,
+    )
+
+
+@pytest.mark.parametrize(
+    ("alarms", "lead", "false_alarms"),
+    [
+        ([], None, 0),
+        # raised in the healthy region, still active at T-125: a false alarm, lead from T-125
+        ([(60, "raised", "active")], 125, 1),
+        # raised and cleared in the healthy region, raised again 19 cycles before the failure
+        (
+            [(10, "raised", "active"), (20, "cleared", "cleared"), (181, "reraised", "active")],
+            19,
+            1,
+        ),
+        # recovering still counts as open; a sensor alarm neither leads nor escapes counting
+        (
+            [
+                (100, "raised", "active", "sensor:s"),
+                (150, "raised", "active"),
+                (160, "recovering", "recovering"),
+                (175, "cleared", "cleared"),
+            ],
+            50,
+            0,
+        ),
+        # a span that ended exactly at T-125 does not lead
+        ([(70, "raised", "active"), (75, "cleared", "cleared")], None, 1),
+    ],
+)
+def test_engine_outcome_by_hand(alarms, lead, false_alarms):
+    from wearwatch.ingest.cmapss_fleet import engine_outcome
+
+    out = engine_outcome("e", 200, [_alarm(*a) for a in alarms])
+    assert (out.lead_cycles, out.false_alarms) == (lead, false_alarms)
+    assert out.early == (lead is not None and lead >= 20)
+
+
+def _tiny_cmapss(tmp_path: Path, engines: int) -> Path:
+    from wearwatch.learn.rul.data import default_data_dir
+
+    source = default_data_dir()
+    if not (source / "train_FD001.txt").is_file():
+        pytest.skip("C-MAPSS data not present")
+    rows = (source / "train_FD001.txt").read_text().splitlines()
+    keep = [r for r in rows if int(r.split()[0]) <= engines]
+    (tmp_path / "train_FD001.txt").write_text("\n".join(keep) + "\n")
+    test_rows = (source / "test_FD001.txt").read_text().splitlines()
+    (tmp_path / "test_FD001.txt").write_text(
+        "\n".join(r for r in test_rows if int(r.split()[0]) <= 2) + "\n"
+    )
+    rul = (source / "RUL_FD001.txt").read_text().splitlines()[:2]
+    (tmp_path / "RUL_FD001.txt").write_text("\n".join(rul) + "\n")
+    return tmp_path
+
+
+def test_cmapss_subset_replayed_as_a_fleet(tmp_path):
+    from wearwatch.ingest.cmapss_fleet import (
+        EARLY_CYCLES,
+        engine_id,
+        fleet_readings,
+        replay_cmapss,
+    )
+
+    directory = _tiny_cmapss(tmp_path, engines=8)
+    result = replay_cmapss(directory, "FD001", seed=3)
+    summary = result.summary()
+    train = pd.read_csv(directory / "train_FD001.txt", sep=r"\s+", header=None)
+    lengths = train.groupby(0)[1].max()
+    assert [e.machine_id for e in result.engines] == [engine_id(u) for u in range(1, 9)]
+    assert [e.failure_cycle for e in result.engines] == lengths.tolist()
+    assert summary["failures"] == 8
+    assert summary["dropped_constant_sensors"] == [
+        "sensor_1", "sensor_5", "sensor_6", "sensor_10", "sensor_16", "sensor_18", "sensor_19",
+    ]  # fmt: skip
+    early = [
+        e for e in result.engines if e.lead_cycles is not None and e.lead_cycles >= EARLY_CYCLES
+    ]
+    assert summary["failures_alarmed_early"] == len(early)
+    assert summary["false_alarms"] == sum(e.false_alarms for e in result.engines)
+    assert [f["replayed_engines"] for f in summary["folds"]] == [4, 4]
+    assert replay_cmapss(directory, "FD001", seed=3).summary() == summary  # deterministic
+    # Cycle c of every engine at START + c seconds, engines interleaved in time order.
+    frame = fleet_readings(train.rename(columns={0: "unit", 1: "cycle", 6: "s"}), ["s"])
+    assert frame["ts"].is_monotonic_increasing

@@ -58,7 +58,7 @@ def _rate(value: float | None) -> str:
 
 
 def _metrics_table(summary: dict[str, Any]) -> Table:
-    table = Table(title="replay against the labels (points: windows; predicted: alarm open)")
+    table = Table(title="replay against the labels (points: windows; predicted: alarm active)")
     names = ("file", "points", "TP", "FP", "TN", "FN", "precision", "recall", "F1")
     for name in (
         *names,

@@ -2,9 +2,11 @@
 
 A *point* is one scored window of a machine. It is **actual** positive when any reading in the
 window, ``[end − window, end)``, is labelled positive, and **predicted** positive when an alarm
-of that machine (any type) is open — active or recovering — at the window's end, after the
-transitions of that instant. Alarms, not raw severities, are what an operator sees: they carry
-the hysteresis and quiet period that keep a system from crying wolf, so they are what is scored.
+of that machine (any type) is *active* at the window's end, after the transitions of that
+instant. Alarms, not raw severities, are what an operator is told: they carry the persistence
+and hysteresis that keep a system from crying wolf, so they are what is scored. A
+*recovering* alarm does not count: its evidence has gone quiet and it only waits out the quiet
+period before it clears.
 
 A labelled *event* is a run of consecutive positive readings of a machine (in time order); it
 is detected at the end of the first predicted-positive window that overlaps it, and its
@@ -22,8 +24,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-#: Alarm statuses during which an alarm is open (shown to operators).
-OPEN_STATUSES = frozenset({"active", "recovering"})
+#: Alarm statuses that predict an anomaly (``recovering``: the evidence has gone quiet).
+OPEN_STATUSES = frozenset({"active"})
 
 
 @dataclass(frozen=True)
@@ -97,18 +99,18 @@ def window_actual(
     return out
 
 
-def alarm_open(
+def alarm_active(
     end_us: np.ndarray,
     machines: np.ndarray,
     transitions: Iterable[tuple[int, str, str, str]],
 ) -> np.ndarray:
-    """Per window end and machine: whether any alarm of the machine is open after every
+    """Per window end and machine: whether any alarm of the machine is active after every
     transition at or before that time. ``transitions``: ``(ts_us, machine, alarm_type,
     status)`` in emission order.
 
-    >>> alarm_open(np.array([1, 2, 3, 4]), np.array(["a"] * 4),
+    >>> alarm_active(np.array([1, 2, 3, 4]), np.array(["a"] * 4),
     ...            [(2, "a", "machine", "active"), (3, "a", "sensor:x", "active"),
-    ...             (3, "a", "machine", "cleared"), (4, "a", "sensor:x", "cleared")]).tolist()
+    ...             (3, "a", "machine", "cleared"), (4, "a", "sensor:x", "recovering")]).tolist()
     [False, True, True, False]
     """
     end_us = np.asarray(end_us, dtype=np.int64)

@@ -16,10 +16,10 @@ the metrics never grade a window the detectors were fitted on.
 
 Next to each input ``<stem>.<ext>`` it writes ``<stem>.scored.csv`` (``.parquet`` for Parquet
 input: one row per scored window: window end, machine, window length, severity, score, category,
-reason, whether an alarm was open, and the label when there is one), ``<stem>.alarms.csv`` (every
+reason, whether an alarm was active, and the label when there is one), ``<stem>.alarms.csv`` (every
 alarm transition) and, when cells or rows were rejected, ``<stem>.rejected.csv`` (line, column,
 value, reason). Metrics follow :mod:`wearwatch.ingest.detection`: points are the windows of the
-shortest length; predicted = an alarm of the machine is open at the window's end.
+shortest length; predicted = an alarm of the machine is active at the window's end.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from wearwatch.events import Alarm, AnomalyScore, Reading
 from wearwatch.ingest.detection import (
     LabelledEvent,
     PointMetrics,
-    alarm_open,
+    alarm_active,
     delay_summary,
     detect_events,
     labelled_events,
@@ -100,7 +100,7 @@ class FileReplay:
     outputs: dict[str, Path] = field(default_factory=dict)
     metrics: PointMetrics | None = None
     events: list[LabelledEvent] = field(default_factory=list)
-    #: Per point (window of the shortest length): an alarm open / a labelled reading in it.
+    #: Per point (window of the shortest length): an alarm active / a labelled reading in it.
     predicted: np.ndarray | None = None
     actual: np.ndarray | None = None
 
@@ -122,7 +122,7 @@ class ReplayResult:
             "train_fraction": self.options.train_fraction,
             "train_windows": self.train_windows,
             "point": f"a {min(self.options.windows_s):g} s window of a machine",
-            "predicted": "an alarm of the machine is open (active or recovering) at window end",
+            "predicted": "an alarm of the machine is active at the window's end",
             "actual": "a reading in the window is labelled positive",
             "files": [],
         }
@@ -340,13 +340,13 @@ def _score_file(
     late: int,
     options: ReplayOptions,
 ) -> FileReplay:
-    """The scored windows as a frame, which alarms were open, and — with labels — the
+    """The scored windows as a frame, which alarms were active, and — with labels — the
     point metrics and the labelled events with their detection times."""
     end_us = np.array([_dt_us(s.ts) for s in scores], dtype=np.int64)
     window_us = np.array([round(s.window_s * _US) for s in scores], dtype=np.int64)
     machines = np.array([s.machine_id for s in scores], dtype=object)
     transitions = [(_dt_us(a.ts), a.machine_id, a.alarm_type, a.status) for a in alarms]
-    is_open = alarm_open(end_us, machines, transitions)
+    active = alarm_active(end_us, machines, transitions)
     scored = pd.DataFrame(
         {
             "window_end": pd.to_datetime(end_us, unit="us", utc=True),
@@ -356,7 +356,7 @@ def _score_file(
             "score": [s.score for s in scores],
             "category": [s.category for s in scores],
             "reason": [s.reason for s in scores],
-            "alarm": is_open,
+            "alarm_active": active,
         }
     )
     shortest = round(min(options.windows_s) * _US)
@@ -369,13 +369,13 @@ def _score_file(
             end_us, window_us, machines, times_us(positive), positive["machine_id"].to_numpy()
         )
         scored["label"] = actual.astype(np.int8)
-        item.predicted, item.actual = is_open[points], actual[points]
+        item.predicted, item.actual = active[points], actual[points]
         item.metrics = point_metrics(item.predicted, item.actual)
         events = labelled_events(
             times_us(readings), readings["machine_id"].to_numpy(), readings["label"].to_numpy()
         )
         item.events = detect_events(
-            events, end_us[points], window_us[points], machines[points], is_open[points]
+            events, end_us[points], window_us[points], machines[points], active[points]
         )
     return item
 

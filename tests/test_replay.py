@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -544,3 +547,108 @@ def test_cmapss_subset_replayed_as_a_fleet(tmp_path):
     # Cycle c of every engine at START + c seconds, engines interleaved in time order.
     frame = fleet_readings(train.rename(columns={0: "unit", 1: "cycle", 6: "s"}), ["s"])
     assert frame["ts"].is_monotonic_increasing
+
+
+# --- a labelled export replayed end to end ----------------------------------------------------
+
+
+def _labelled_export(path: Path) -> Path:
+    """One pump, 1 Hz for an hour, semicolon-separated with decimal commas and a German header;
+    vibration steps up by 2 mm/s (40 σ) for the minute 2710–2769 s, labelled ``Stoerung``."""
+    rng = np.random.default_rng(11)
+    n = 3600
+    t = pd.date_range("2026-03-01", periods=n, freq="1s")
+    vibration = 2.0 + 0.05 * rng.standard_normal(n)
+    temperature = 60.0 + 0.3 * rng.standard_normal(n)
+    label = np.zeros(n, dtype=int)
+    vibration[2710:2770] += 2.0
+    label[2710:2770] = 1
+    frame = pd.DataFrame(
+        {
+            "Zeitstempel": t.strftime("%d.%m.%Y %H:%M:%S"),
+            "Schwingung": vibration.round(4),
+            "Lagertemperatur": temperature.round(3),
+            "Stoerung": label,
+        }
+    )
+    frame.to_csv(path, sep=";", decimal=",", index=False)
+    return path
+
+
+def test_labelled_semicolon_export_replayed_and_scored_by_hand(tmp_path):
+    from wearwatch.ingest.replay import ReplayOptions, replay
+    from wearwatch.pipelines.fleet.alarms import AlarmConfig
+
+    path = _labelled_export(tmp_path / "pump-7.csv")
+    options = ReplayOptions(train_fraction=0.5, alarms=AlarmConfig(quiet_s=60.0))
+    result = replay([path], options=options, label_col="Stoerung")
+    [item] = result.files
+    assert (item.source.delimiter, item.source.decimal, item.source.time_col) == (
+        ";",
+        ",",
+        "Zeitstempel",
+    )
+    assert item.source.sensors == ["Schwingung", "Lagertemperatur"]
+    # Fitted on 0–1800 s (the cut 1799.5 s rounded up to the 30 s grid), replayed from 1800 s.
+    assert item.cut_us == (pd.Timestamp("2026-03-01T00:30:00Z").value // 1000)
+    # Points: the 5 s windows ending 1805…3590 s (the watermark, 5 s behind the last reading
+    # at 3599 s, closes windows whose end + 2 s grace it has passed: the last ends at 3590 s).
+    # Actual: the 12 windows ending 2715…2770 hold labelled readings. Predicted: the machine
+    # alarm (driven by the 30 s windows) is raised at 2730 s, when [2700, 2730) closes with 20
+    # shifted readings, stays active through [2760, 2790) (10 shifted) and turns recovering at
+    # 2820 s, when [2790, 2820) is the first quiet window: active at the ends 2730…2815 (18
+    # points). So TP = 2730…2770 (9), FN = 2715…2725 (3), FP = 2775…2815 (9), TN = 358 − 21.
+    m = result.metrics
+    assert (m.tp, m.fn, m.fp, m.tn) == (9, 3, 9, 337)
+    assert (m.precision, m.recall, m.f1) == (0.5, 0.75, 0.6)
+    assert (m.false_alarm_rate, m.missed_alarm_rate) == (9 / 346, 0.25)
+    assert [(e.start_us, e.delay_s) for e in result.events] == [
+        (pd.Timestamp("2026-03-01T00:45:10Z").value // 1000, 20.0)
+    ]
+    assert item.unscored == 20  # the readings 3590–3599 s of both sensors: never closed
+    # Outputs next to the input.
+    scored = pd.read_csv(tmp_path / "pump-7.scored.csv")
+    assert len(scored) == 358 + 59  # plus the 30 s windows ending 1830…3570 s
+    assert int(scored["label"].sum()) == 12 + 3  # and the 30 s windows ending 2730, 2760, 2790
+    alarms = pd.read_csv(tmp_path / "pump-7.alarms.csv")
+    assert alarms[["ts", "transition"]].values.tolist()[0] == [
+        "2026-03-01T00:45:30+00:00",
+        "raised",
+    ]
+    assert alarms["transition"].tolist()[-2:] == ["recovering", "cleared"]
+    assert alarms["ts"].tolist()[-2:] == ["2026-03-01T00:47:00+00:00", "2026-03-01T00:48:00+00:00"]
+    assert not (tmp_path / "pump-7.rejected.csv").exists()
+
+
+def _wearwatch(*args: str) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("wearwatch")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300)
+
+
+def test_replay_command_writes_outputs_and_prints_metrics(tmp_path):
+    path = _labelled_export(tmp_path / "pump-7.csv")
+    done = _wearwatch(
+        "replay", str(path), "--label-col", "Stoerung", "--train-fraction", "0.5", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    [item] = summary["files"]
+    assert (item["delimiter"], item["time_col"], item["label_col"]) == (
+        ";",
+        "Zeitstempel",
+        "Stoerung",
+    )
+    assert item["outputs"] == {
+        "scored": str(tmp_path / "pump-7.scored.csv"),
+        "alarms": str(tmp_path / "pump-7.alarms.csv"),
+    }
+    m = summary["metrics"]
+    assert m["tp"] + m["fp"] + m["tn"] + m["fn"] == 358
+    assert m["tp"] + m["fn"] == 12
+    assert summary["events"]["events"] == 1
+    failed = _wearwatch("replay", str(path), "--time-col", "nope")
+    assert failed.returncode == 2
+    assert failed.stderr.strip().splitlines() == [
+        f"error: {path}: --time-col 'nope': no such column (columns: Zeitstempel, Schwingung, "
+        "Lagertemperatur, Stoerung)"
+    ]

@@ -3,6 +3,10 @@
 ``wearwatch train cmapss --subset FD001|FD002|FD003|FD004|all [--data DIR] [--json]`` trains
 the RUL regressor and the 30-cycle failure-horizon classifier on NASA C-MAPSS, scores them on
 the official test set, registers each model as ``rul-<subset>`` and promotes it to current.
+
+``wearwatch train anomaly --features DIR [--limits FILE] [--maintenance FILE] [--registry DIR]``
+fits the fleet's anomaly detectors on the feature store's healthy windows and registers them
+as ``anomaly`` (current).
 """
 
 from __future__ import annotations
@@ -180,3 +184,90 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+@app.command("anomaly")
+def anomaly(
+    features: Annotated[
+        Path, typer.Option("--features", help="Parquet feature store (directory or file)")
+    ],
+    limits: Annotated[
+        Path | None,
+        typer.Option("--limits", help="hard limits: machine → sensor → [low, high], TOML or JSON"),
+    ] = None,
+    maintenance: Annotated[
+        Path | None,
+        typer.Option(
+            "--maintenance",
+            help="ground truth (JSON lines of maintenance events): windows inside faults "
+            "are left out of the baselines",
+        ),
+    ] = None,
+    registry_dir: Annotated[
+        Path | None, typer.Option("--registry", help="model registry (default: setting)")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print one JSON object, no table")
+    ] = False,
+) -> None:
+    """Fit anomaly baselines, PCA T²+Q and Half-Space Trees settings; register `anomaly`."""
+    from wearwatch.config import get_settings
+    from wearwatch.learn.anomaly.config import AnomalyConfig
+    from wearwatch.learn.anomaly.training import (
+        load_limits,
+        load_maintenance,
+        read_features,
+        train_anomaly,
+    )
+    from wearwatch.store.registry import ModelRegistry, RegistryError
+
+    settings = get_settings()
+    try:
+        frame = read_features(features)
+        limit_table = load_limits(limits) if limits is not None else None
+        events = load_maintenance(maintenance) if maintenance is not None else None
+        trained = train_anomaly(frame, limit_table, events, AnomalyConfig(seed=settings.seed))
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        fail(str(exc))
+    registry = ModelRegistry(registry_dir if registry_dir is not None else settings.registry_dir)
+    try:
+        mv = registry.register(
+            "anomaly",
+            trained.model,
+            params=trained.model.config.to_dict(),
+            metrics={k: trained.summary[k] for k in ("rows", "healthy_rows", "machines")},
+            promote=True,
+        )
+    except (RegistryError, OSError) as exc:
+        fail(f"could not register the model: {exc}")
+    summary = {**trained.summary, "registered": f"{mv.family} {mv.tag}"}
+    if as_json:
+        typer.echo(json.dumps(_finite(summary), allow_nan=False))
+        return
+    out = Console()
+    table = Table(title=f"anomaly model {mv.tag} (current), registry {registry.root}")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row(
+        "feature windows (healthy / all)", f"{summary['healthy_rows']} / {summary['rows']}"
+    )
+    table.add_row("machines with own baselines", str(summary["machines_with_own_baseline"]))
+    fallback = summary["machines_on_fallback"]
+    table.add_row("machines on the global fallback", f"{len(fallback)} {', '.join(fallback[:5])}")
+    for b in summary["fallback_baselines"]:
+        table.add_row(
+            f"fallback {b['window_s']:g} s", f"{'+'.join(b['sensors'])} ({b['windows']} windows)"
+        )
+    for p in summary["pca"]:
+        q = "–" if p["q_threshold"] is None else f"{p['q_threshold']:.3g}"
+        table.add_row(
+            f"PCA {p['window_s']:g} s, {p['components']}/{p['inputs']} components",
+            f"T² ≤ {p['t2_threshold']:.3g}, Q ≤ {q}",
+        )
+    t = summary["thresholds"]
+    table.add_row(
+        "|z| bands watch / medium / high", f"{t['z_watch']:g} / {t['z_medium']:g} / {t['z_high']:g}"
+    )
+    table.add_row("persistence (windows)", str(t["persistence"]))
+    table.add_row("HST quantile", "off" if t["hst_quantile"] is None else f"{t['hst_quantile']:g}")
+    out.print(table)

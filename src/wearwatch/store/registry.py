@@ -61,7 +61,10 @@ _VERSION_DIR_RE = re.compile(r"^v(\d{4,})$")
 #: Formats stored by a class of ours: format -> "module:Class" with ``artifact_format``,
 #: ``to_artifacts() -> dict[str, bytes]`` and ``from_artifacts(files)``. A fixed table: meta.json
 #: only picks an entry, so it can never make the registry import or run anything else.
-MODEL_FORMATS: dict[str, str] = {"rul-model/1": "wearwatch.learn.rul.model:RulModel"}
+MODEL_FORMATS: dict[str, str] = {
+    "rul-model/1": "wearwatch.learn.rul.model:RulModel",
+    "anomaly-model/1": "wearwatch.learn.anomaly.model:AnomalyModel",
+}
 
 
 class RegistryError(Exception):

@@ -7,7 +7,7 @@ through the fleet flow, writes ``<stem>.scored.csv`` (``.parquet`` for Parquet i
 ``<stem>.alarms.csv`` and ``<stem>.rejected.csv`` next to each input and, with a label column,
 prints point-wise precision, recall, F1, false- and missed-alarm rates and detection delays.
 
-``wearwatch replay cmapss [--subset FD001] [--data DIR] [--seed 0] [--windows 5,15] [--json]``
+``wearwatch replay cmapss [--subset FD001] [--data DIR] [--seed 0] [--windows 10] [--json]``
 replays NASA C-MAPSS run-to-failure engines as a fleet (one cycle = 1 s, so ``--windows`` are
 in cycles) and prints the share of failures alarmed ≥ 20 cycles early, the median lead time
 and false alarms per engine. (A file named ``cmapss`` is replayed as ``./cmapss``.)

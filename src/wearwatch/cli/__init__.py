@@ -10,6 +10,7 @@ from wearwatch.cli import (
     bench,
     config_cmd,
     demo,
+    fleet,
     log,
     mill,
     models,
@@ -33,6 +34,7 @@ app.add_typer(log.app, name="log")
 app.add_typer(bench.app, name="bench")
 app.add_typer(twin.app, name="twin")
 app.add_typer(mill.app, name="mill")
+app.add_typer(fleet.app, name="fleet")
 app.add_typer(train.app, name="train")
 app.add_typer(models.app, name="models")
 worker.register(app)

@@ -7,6 +7,10 @@ the official test set, registers each model as ``rul-<subset>`` and promotes it 
 ``wearwatch train anomaly --features DIR [--limits FILE] [--maintenance FILE] [--registry DIR]``
 fits the fleet's anomaly detectors on the feature store's healthy windows and registers them
 as ``anomaly`` (current).
+
+``wearwatch train risk --features DIR (--maintenance FILE | --bus URL) [--horizon 24h]``
+labels the feature store's windows from real failures, trains the logistic baseline and
+LightGBM, scores both on held-out machines and time, registers family ``risk`` (current).
 """
 
 from __future__ import annotations
@@ -271,3 +275,117 @@ def anomaly(
     table.add_row("persistence (windows)", str(t["persistence"]))
     table.add_row("HST quantile", "off" if t["hst_quantile"] is None else f"{t['hst_quantile']:g}")
     out.print(table)
+
+
+def _risk_table(metrics: dict[str, Any], version: str) -> Table:
+    from wearwatch.learn.risk.metrics import METRICS
+
+    split = metrics["split"]
+    table = Table(
+        title=(
+            f"failure within {metrics['horizon_h']:g} h, on held-out machines "
+            f"({', '.join(split['test_machines'])}) after {split['cut'] or 'the start'}"
+        )
+    )
+    for name in ("metric", "logistic regression", "LightGBM"):
+        table.add_column(name, justify="left" if name == "metric" else "right")
+    for name in METRICS:
+        table.add_row(name, _fmt(metrics["logistic"][name], 3), _fmt(metrics["lightgbm"][name], 3))
+    table.caption = (
+        f"prevalence {_fmt(metrics['prevalence'], 3)} (a PR-AUC without skill); "
+        f"threshold {metrics['threshold']:g}; {metrics['window_s']:g} s windows: "
+        f"{split['train_windows']:,} trained ({split['train_positives']:,} positive), "
+        f"{split['test_windows']:,} tested ({split['test_positives']:,} positive, "
+        f"{split['test_failures']} failures), {split['excluded_windows']:,} unlabelled; "
+        f"registered {version}"
+    )
+    return table
+
+
+@app.command("risk")
+def risk(
+    features: Annotated[
+        Path, typer.Option("--features", help="feature store directory (Parquet, date/hour)")
+    ],
+    maintenance: Annotated[
+        Path | None,
+        typer.Option("--maintenance", help="JSON-lines file of maintenance events"),
+    ] = None,
+    bus: Annotated[
+        str | None,
+        typer.Option("--bus", help="read maintenance events from this log's fleet.maintenance"),
+    ] = None,
+    horizon: Annotated[
+        str, typer.Option("--horizon", help="failure horizon in machine time, e.g. 24h")
+    ] = "24h",
+    registry: Annotated[
+        Path | None,
+        typer.Option("--registry", help="model registry directory (default: setting)"),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="split and model seed (default: setting seed)")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print one JSON object, no table")
+    ] = False,
+) -> None:
+    """Train the failure-risk models on the feature store and real failures; register them."""
+    from wearwatch.cli.twin import parse_duration
+    from wearwatch.config import get_settings
+    from wearwatch.learn.risk.model import fingerprint, train_risk
+    from wearwatch.learn.risk.truth import read_maintenance_file, read_maintenance_topic
+    from wearwatch.store.registry import ModelRegistry, RegistryError
+
+    if (maintenance is None) == (bus is None):
+        fail("give the ground truth once: --maintenance FILE or --bus URL")
+    try:
+        horizon_s = parse_duration(horizon)
+    except ValueError as exc:
+        fail(f"--horizon: {exc}")
+    if not features.is_dir():
+        fail(f"--features: {features} is not a directory")
+    settings = get_settings()
+    if maintenance is not None:
+        try:
+            truth = read_maintenance_file(maintenance)
+        except (OSError, ValueError) as exc:
+            fail(f"--maintenance: {exc}")
+    else:
+        from wearwatch.wiring import open_configured_log
+
+        log = open_configured_log(settings, bus)
+        try:
+            truth = read_maintenance_topic(log)
+        except (KeyError, ValueError) as exc:
+            fail(f"--bus: {exc}")
+        finally:
+            log.close()
+    from wearwatch.store.features import read_feature_store
+
+    frame = read_feature_store(features)
+    if frame.empty:
+        fail(f"--features: no feature vectors under {features}")
+    try:
+        model, metrics = train_risk(
+            frame, truth, horizon_s, settings.seed if seed is None else seed
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    store = ModelRegistry(registry if registry is not None else settings.registry_dir)
+    try:
+        mv = store.register(
+            "risk",
+            model,
+            params={**model.params, "features": len(model.feature_names)},
+            metrics=_finite(metrics),
+            data_hash=fingerprint(frame, truth),
+            promote=True,
+        )
+    except (RegistryError, OSError) as exc:
+        fail(f"could not register the model: {exc}")
+    if as_json:
+        typer.echo(
+            json.dumps(_finite({**metrics, "registered": f"{mv.family}@{mv.tag}"}), allow_nan=False)
+        )
+        return
+    Console().print(_risk_table(metrics, f"{mv.family}@{mv.tag}"))

@@ -64,6 +64,7 @@ _VERSION_DIR_RE = re.compile(r"^v(\d{4,})$")
 MODEL_FORMATS: dict[str, str] = {
     "rul-model/1": "wearwatch.learn.rul.model:RulModel",
     "anomaly-model/1": "wearwatch.learn.anomaly.model:AnomalyModel",
+    "risk-model/1": "wearwatch.learn.risk.model:RiskModel",
 }
 
 

@@ -37,9 +37,7 @@ def read_features(root: Path) -> pd.DataFrame:
         if column not in frame.columns:
             raise ValueError(f"feature store {root}: missing column `{column}`")
     frame["machine_id"] = frame["machine_id"].astype(str)
-    return frame.sort_values(["machine_id", "window_s", "ts"], kind="stable").reset_index(
-        drop=True
-    )
+    return frame.sort_values(["machine_id", "window_s", "ts"], kind="stable").reset_index(drop=True)
 
 
 def load_limits(path: Path) -> dict[str, Any]:

@@ -14,17 +14,15 @@ from dataclasses import dataclass
 
 from wearwatch.bus.base import Consumer, Log, OutRecord, pack_by_partition
 from wearwatch.events import (
-    DeadLetter,
     Event,
-    EventDecodeError,
     PassActual,
     PassRequest,
     TwinCommand,
-    decode_event,
     encode,
     utc,
 )
 from wearwatch.topics import DEAD_LETTERS, MILL_CONTROL, MILL_PASSES, MILL_TWIN
+from wearwatch.twin.control import apply_commands
 from wearwatch.twin.mill.simulation import ASSET_ID, MillTwin
 
 
@@ -100,32 +98,9 @@ def publish(
 
 
 def _apply_commands(control: Consumer, twin: MillTwin, log: Log, stats: PublishStats) -> None:
-    records = control.poll(100, 0.0)
-    letters: list[OutRecord] = []
-    for record in records:
-        try:
-            command = decode_event(record.value, TwinCommand)
-            twin.apply(command)
-            stats.commands += 1
-        except (EventDecodeError, ValueError) as exc:
-            stats.rejected_commands += 1
-            letter = DeadLetter(
-                ts=utc(time.time()),
-                source_topic=MILL_CONTROL.name,
-                partition=record.partition,
-                offset=record.offset,
-                reason=str(exc),
-                field=getattr(exc, "field", "args"),
-                raw=record.value,
-            )
-            letters.append(
-                OutRecord(DEAD_LETTERS.name, DEAD_LETTERS.key_of(letter).encode(), encode(letter))
-            )
-    if letters:
-        log.produce(letters)
-        log.flush()  # the letters are durable before the commands' offsets are committed
-    if records:
-        control.commit()
+    applied, rejected = apply_commands(control, MILL_CONTROL.name, twin.apply, log)
+    stats.commands += applied
+    stats.rejected_commands += rejected
 
 
 def send_command(log: Log, command: str, args: dict[str, object]) -> TwinCommand:

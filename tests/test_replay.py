@@ -500,21 +500,22 @@ def test_engine_outcome_by_hand(alarms, lead, false_alarms):
     assert out.early == (lead is not None and lead >= 20)
 
 
-def _tiny_cmapss(tmp_path: Path, engines: int) -> Path:
+def _tiny_cmapss(tmp_path: Path, engines: int, subset: str = "FD001") -> Path:
+    """The first ``engines`` engines of a C-MAPSS training set (and two test engines)."""
     from wearwatch.learn.rul.data import default_data_dir
 
     source = default_data_dir()
-    if not (source / "train_FD001.txt").is_file():
+    if not (source / f"train_{subset}.txt").is_file():
         pytest.skip("C-MAPSS data not present")
-    rows = (source / "train_FD001.txt").read_text().splitlines()
+    rows = (source / f"train_{subset}.txt").read_text().splitlines()
     keep = [r for r in rows if int(r.split()[0]) <= engines]
-    (tmp_path / "train_FD001.txt").write_text("\n".join(keep) + "\n")
-    test_rows = (source / "test_FD001.txt").read_text().splitlines()
-    (tmp_path / "test_FD001.txt").write_text(
+    (tmp_path / f"train_{subset}.txt").write_text("\n".join(keep) + "\n")
+    test_rows = (source / f"test_{subset}.txt").read_text().splitlines()
+    (tmp_path / f"test_{subset}.txt").write_text(
         "\n".join(r for r in test_rows if int(r.split()[0]) <= 2) + "\n"
     )
-    rul = (source / "RUL_FD001.txt").read_text().splitlines()[:2]
-    (tmp_path / "RUL_FD001.txt").write_text("\n".join(rul) + "\n")
+    rul = (source / f"RUL_{subset}.txt").read_text().splitlines()[:2]
+    (tmp_path / f"RUL_{subset}.txt").write_text("\n".join(rul) + "\n")
     return tmp_path
 
 
@@ -577,10 +578,18 @@ def _labelled_export(path: Path) -> Path:
 
 def test_labelled_semicolon_export_replayed_and_scored_by_hand(tmp_path):
     from wearwatch.ingest.replay import ReplayOptions, replay
+    from wearwatch.learn.anomaly.config import AnomalyConfig
     from wearwatch.pipelines.fleet.alarms import AlarmConfig
 
     path = _labelled_export(tmp_path / "pump-7.csv")
-    options = ReplayOptions(train_fraction=0.5, alarms=AlarmConfig(quiet_s=60.0))
+    # The rules only (z-scores of window means against the fitted baseline), so every window's
+    # severity follows by hand from the injected step; the learned detectors' thresholds on 60
+    # healthy windows are the anomaly model's business (tests/test_anomaly*.py).
+    options = ReplayOptions(
+        train_fraction=0.5,
+        anomaly=AnomalyConfig(pca=False, hst=False),
+        alarms=AlarmConfig(quiet_s=60.0),
+    )
     result = replay([path], options=options, label_col="Stoerung")
     [item] = result.files
     assert (item.source.delimiter, item.source.decimal, item.source.time_col) == (
@@ -652,3 +661,25 @@ def test_replay_command_writes_outputs_and_prints_metrics(tmp_path):
         f"error: {path}: --time-col 'nope': no such column (columns: Zeitstempel, Schwingung, "
         "Lagertemperatur, Stoerung)"
     ]
+
+
+def test_cmapss_multi_condition_subset_is_replayed_regime_normalised(tmp_path):
+    """FD002's six operating conditions: sensors are replayed as deviations from their
+    condition's healthy level, so a healthy engine's values centre on 0 in every condition."""
+    from wearwatch.ingest.cmapss_fleet import HEALTHY_RUL, RegimeNormaliser, replay_cmapss
+    from wearwatch.learn.rul.data import SENSORS, load_subset
+
+    directory = _tiny_cmapss(tmp_path, engines=10, subset="FD002")
+    train = load_subset(directory, "FD002").train
+    healthy = train[train["rul"] > HEALTHY_RUL]
+    norm = RegimeNormaliser.fit(train, healthy, ["sensor_2", "sensor_7"], regimes=6, seed=0)
+    z = norm.apply(healthy)
+    per_condition = z.groupby(norm.regimes(healthy))[["sensor_2", "sensor_7"]]
+    assert np.allclose(per_condition.mean().to_numpy(), 0.0, atol=1e-9)
+    assert np.allclose(per_condition.std(ddof=0).to_numpy(), 1.0, atol=1e-9)
+    raw_spread = healthy.groupby(norm.regimes(healthy))["sensor_2"].mean()
+    assert raw_spread.max() - raw_spread.min() > 10  # the conditions differ by far more
+    summary = replay_cmapss(directory, "FD002", seed=1).summary()
+    assert summary["failures"] == 10
+    assert summary["sensor_values"] == "normalised per operating condition (6 clusters)"
+    assert set(summary["dropped_constant_sensors"]) < set(SENSORS)

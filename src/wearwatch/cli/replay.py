@@ -43,13 +43,15 @@ def parse_windows(text: str) -> tuple[float, ...]:
 
 
 def _progress(as_json: bool) -> Progress:
+    """A progress bar on stderr, only where someone watches it (a terminal, no --json)."""
+    console = Console(stderr=True)
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
-        disable=as_json,
+        console=console,
+        disable=as_json or not console.is_terminal,
     )
 
 

@@ -8,6 +8,12 @@ than three distinct values on the engines the detectors are fitted on are consta
 1, 5, 6, 10, 16, 18, 19 — the set the literature drops) and are left out too. An engine's last
 cycle is its failure.
 
+FD002 and FD004 fly six operating conditions, and every sensor jumps with the condition far more
+than with wear. There each sensor is replayed as its deviation from the healthy level of the
+current condition, in units of that condition's healthy spread (:class:`RegimeNormaliser`: the
+conditions clustered from the operating settings, levels and spreads from the fitting engines'
+healthy cycles), as a plant would trend a tag against its operating point.
+
 Detectors are fitted on *other* engines: the engines are split at random (seeded) into two
 halves; the detectors are fitted on one half's healthy cycles — RUL > :data:`HEALTHY_RUL` =
 125 cycles, the literature's healthy region (the piecewise-linear RUL cap) — and the other half
@@ -21,7 +27,8 @@ engine should raise):
   (an alarm still open from earlier counts from ``T − 125``);
 - **alarmed early**: lead time ≥ :data:`EARLY_CYCLES` = 20 cycles;
 - **false alarm**: an alarm (any type) raised or re-raised at a cycle before ``T − 125``,
-  while the engine is, by the literature's convention, healthy.
+  while the engine is, by the literature's convention, healthy (``false_sensor_alarms``: those
+  of sensor alarms).
 """
 
 from __future__ import annotations
@@ -100,9 +107,75 @@ def engine_id(unit: int) -> str:
     return f"engine-{unit:03d}"
 
 
-def constant_sensors(train: pd.DataFrame, sensors: list[str]) -> list[str]:
-    """Sensors with fewer than :data:`MIN_DISTINCT` distinct values in ``train``."""
-    return [s for s in sensors if train[s].nunique() < MIN_DISTINCT]
+def constant_sensors(
+    train: pd.DataFrame, sensors: list[str], regimes: np.ndarray | None = None
+) -> list[str]:
+    """Sensors with fewer than :data:`MIN_DISTINCT` distinct values in ``train`` (within each
+    operating regime, when ``regimes`` labels the rows: a sensor that only follows the regime
+    carries no wear)."""
+    if regimes is None:
+        return [s for s in sensors if train[s].nunique() < MIN_DISTINCT]
+    per_regime = train[sensors].groupby(regimes).nunique()
+    return [s for s in sensors if int(per_regime[s].max()) < MIN_DISTINCT]
+
+
+@dataclass(frozen=True)
+class RegimeNormaliser:
+    """Sensor values as deviations from their operating regime's healthy level, in units of
+    that regime's healthy std; regimes are k-means clusters of the operating settings.
+
+    >>> ops = pd.DataFrame({"op_setting_1": [0.0, 0.0, 10.0, 10.0, 0.0, 10.0],
+    ...                     "op_setting_2": 0.0, "op_setting_3": 0.0,
+    ...                     "s": [1.0, 3.0, 101.0, 103.0, 5.0, 110.0]})
+    >>> norm = RegimeNormaliser.fit(ops, ops.iloc[:4], ["s"], regimes=2, seed=0)
+    >>> norm.apply(ops.iloc[4:])["s"].tolist()
+    [3.0, 8.0]
+    """
+
+    kmeans: Any
+    sensors: tuple[str, ...]
+    means: np.ndarray
+    stds: np.ndarray
+
+    @classmethod
+    def fit(
+        cls,
+        rows: pd.DataFrame,
+        healthy: pd.DataFrame,
+        sensors: list[str],
+        regimes: int,
+        seed: int,
+    ) -> RegimeNormaliser:
+        from sklearn.cluster import KMeans
+
+        from wearwatch.learn.rul.data import OP_SETTINGS
+
+        kmeans = KMeans(n_clusters=regimes, n_init=10, random_state=seed)
+        kmeans.fit(rows[OP_SETTINGS].to_numpy(dtype=np.float64))
+        labels = kmeans.predict(healthy[OP_SETTINGS].to_numpy(dtype=np.float64))
+        values = healthy[sensors].to_numpy(dtype=np.float64)
+        means = np.zeros((regimes, len(sensors)))
+        stds = np.ones((regimes, len(sensors)))
+        for r in range(regimes):
+            mine = values[labels == r]
+            if len(mine):
+                means[r] = mine.mean(axis=0)
+                spread = mine.std(axis=0)
+                stds[r] = np.where(spread > 0, spread, 1.0)
+        return cls(kmeans, tuple(sensors), means, stds)
+
+    def regimes(self, rows: pd.DataFrame) -> np.ndarray:
+        from wearwatch.learn.rul.data import OP_SETTINGS
+
+        return self.kmeans.predict(rows[OP_SETTINGS].to_numpy(dtype=np.float64))
+
+    def apply(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """``rows`` with each sensor replaced by its regime-normalised value."""
+        out = rows.copy()
+        regime = self.regimes(rows)
+        values = rows[list(self.sensors)].to_numpy(dtype=np.float64)
+        out[list(self.sensors)] = (values - self.means[regime]) / self.stds[regime]
+        return out
 
 
 def fleet_readings(train: pd.DataFrame, sensors: list[str]) -> pd.DataFrame:
@@ -140,6 +213,8 @@ class EngineOutcome:
     false_alarms: int
     #: Cycle of every raise or re-raise (all alarm types).
     raised_at: tuple[int, ...] = ()
+    #: Of ``false_alarms``, those of sensor alarms.
+    false_sensor_alarms: int = 0
 
     @property
     def early(self) -> bool:
@@ -162,8 +237,10 @@ def engine_outcome(machine_id: str, failure_cycle: int, alarms: list[Alarm]) -> 
     """
     healthy_until = failure_cycle - HEALTHY_RUL
     cycles = [round((a.ts.timestamp() * 1e6 - START_US) / (CYCLE_S * 1e6)) for a in alarms]
-    raised = [c for c, a in zip(cycles, alarms, strict=True) if a.transition in _RAISES]
+    raises = [(c, a) for c, a in zip(cycles, alarms, strict=True) if a.transition in _RAISES]
+    raised = [c for c, _ in raises]
     false_alarms = sum(c < healthy_until for c in raised)
+    false_sensor = sum(c < healthy_until and a.alarm_type != "machine" for c, a in raises)
     first: int | None = None
     open_since: int | None = None
     for c, a in sorted(zip(cycles, alarms, strict=True), key=lambda x: x[0]):
@@ -179,7 +256,7 @@ def engine_outcome(machine_id: str, failure_cycle: int, alarms: list[Alarm]) -> 
     if first is None and open_since is not None and open_since <= failure_cycle:
         first = max(open_since, healthy_until)
     lead = None if first is None else failure_cycle - first
-    return EngineOutcome(machine_id, failure_cycle, lead, false_alarms, tuple(raised))
+    return EngineOutcome(machine_id, failure_cycle, lead, false_alarms, tuple(raised), false_sensor)
 
 
 _RAISES = ("raised", "reraised")
@@ -192,11 +269,14 @@ class CmapssReplay:
     seed: int
     sensors: list[str]
     dropped: list[str]
+    #: Operating conditions of the subset (> 1: sensors replayed regime-normalised).
+    conditions: int = 1
     engines: list[EngineOutcome] = field(default_factory=list)
     #: Per fold: engines fitted on, feature vectors fitted on, engines replayed.
     folds: list[dict[str, int]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
+        """The figures as JSON values (definitions in the module docstring)."""
         failures = len(self.engines)
         early = sum(e.early for e in self.engines)
         leads = [e.lead_cycles for e in self.engines if e.lead_cycles is not None]
@@ -209,6 +289,11 @@ class CmapssReplay:
             "windows_cycles": [w / CYCLE_S for w in self.options.windows_s],
             "sensors": self.sensors,
             "dropped_constant_sensors": self.dropped,
+            "sensor_values": (
+                "raw"
+                if self.conditions == 1
+                else f"normalised per operating condition ({self.conditions} clusters)"
+            ),
             "fitted_on": f"the other half's cycles with RUL > {HEALTHY_RUL} (seed {self.seed})",
             "failures_alarmed_early": early,
             "failures_alarmed_early_share": round(early / failures, 4) if failures else None,
@@ -217,6 +302,7 @@ class CmapssReplay:
             "median_lead_cycles": float(statistics.median(leads)) if leads else None,
             "false_alarms": false,
             "false_alarms_per_engine": round(false / failures, 4) if failures else None,
+            "false_sensor_alarms": sum(e.false_sensor_alarms for e in self.engines),
             "false_means": f"an alarm raised more than {HEALTHY_RUL} cycles before the failure",
             "folds": self.folds,
         }
@@ -230,25 +316,31 @@ def replay_cmapss(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> CmapssReplay:
     """Two folds: fit on one random half's healthy cycles, replay the other half; swap."""
-    from wearwatch.learn.rul.data import SENSORS, load_subset
+    from wearwatch.learn.rul.data import N_CONDITIONS, SENSORS, load_subset
 
     options = options or default_options()
     note = progress or (lambda stage, done, total: None)
     train = load_subset(directory, subset).train
+    conditions = N_CONDITIONS[subset]
     units = np.array(sorted(train["unit"].unique()))
     order = np.random.default_rng(seed).permutation(units)
     halves = [np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2 :])]
-    dropped = constant_sensors(train, SENSORS)  # recomputed per fold below, reported once
-    result = CmapssReplay(subset, options, seed, [], dropped)
+    result = CmapssReplay(subset, options, seed, [], [], conditions=conditions)
     for k, (fit_units, replay_units) in enumerate([halves, halves[::-1]]):
         note(f"fold {k + 1}: fitting", k, 2)
         fit_rows = train[train["unit"].isin(fit_units)]
-        fold_dropped = constant_sensors(fit_rows, SENSORS)
-        sensors = [s for s in SENSORS if s not in fold_dropped]
+        replay_rows = train[train["unit"].isin(replay_units)]
         healthy = fit_rows[fit_rows["rul"] > HEALTHY_RUL]
+        regimes = None
+        if conditions > 1:
+            normaliser = RegimeNormaliser.fit(fit_rows, healthy, SENSORS, conditions, seed)
+            regimes = normaliser.regimes(fit_rows)
+        dropped = constant_sensors(fit_rows, SENSORS, regimes)
+        sensors = [s for s in SENSORS if s not in dropped]
+        if conditions > 1:
+            healthy, replay_rows = normaliser.apply(healthy), normaliser.apply(replay_rows)
         model, windows = fit_detectors([fleet_readings(healthy, sensors)], options)
         note(f"fold {k + 1}: replaying", k, 2)
-        replay_rows = train[train["unit"].isin(replay_units)]
         outcomes = _replay(model, replay_rows, sensors, options)
         result.engines.extend(outcomes)
         result.folds.append(
@@ -260,7 +352,7 @@ def replay_cmapss(
             }
         )
         if not result.sensors:
-            result.sensors, result.dropped = sensors, fold_dropped
+            result.sensors, result.dropped = sensors, dropped
     result.engines.sort(key=lambda e: e.machine_id)
     note("done", 2, 2)
     return result

@@ -315,7 +315,12 @@ def run_pipeline(
     from wearwatch.runtime.harness import StreamRunner
 
     flow = fleet_pipeline(
-        model, None, options.alarms, windows_s=options.windows_s, grace_s=options.grace_s
+        model,
+        None,
+        options.alarms,
+        windows_s=options.windows_s,
+        grace_s=options.grace_s,
+        limits=options.limits,
     )
     runner = StreamRunner(flow, watermark_delay_s=options.watermark_delay_s)
     scores: list[AnomalyScore] = []

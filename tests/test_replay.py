@@ -615,6 +615,7 @@ def test_labelled_semicolon_export_replayed_and_scored_by_hand(tmp_path):
         (pd.Timestamp("2026-03-01T00:45:10Z").value // 1000, 20.0)
     ]
     assert item.unscored == 20  # the readings 3590–3599 s of both sensors: never closed
+    assert (item.late, item.dead_letters) == (0, [])
     # Outputs next to the input.
     scored = pd.read_csv(tmp_path / "pump-7.scored.csv")
     assert len(scored) == 358 + 59  # plus the 30 s windows ending 1830…3570 s

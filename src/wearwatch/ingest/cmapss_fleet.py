@@ -362,9 +362,14 @@ def _replay(
     model: AnomalyModel, rows: pd.DataFrame, sensors: list[str], options: ReplayOptions
 ) -> list[EngineOutcome]:
     readings = fleet_readings(rows, sensors)
-    _, alarms, _ = run_pipeline(readings, model, options, lambda _rows: None)
+    run = run_pipeline(readings, model, options, lambda _rows: None)
+    if run.dead_letters or run.late:
+        raise RuntimeError(  # the readings are made here, in order: a bug, not bad input
+            f"C-MAPSS replay: {len(run.dead_letters)} dead letters, {run.late} late readings "
+            f"({run.dead_letters[0].reason if run.dead_letters else ''})"
+        )
     by_engine: dict[str, list[Alarm]] = {}
-    for a in alarms:
+    for a in run.alarms:
         by_engine.setdefault(a.machine_id, []).append(a)
     failure = rows.groupby("unit")["cycle"].max()
     return [

@@ -35,7 +35,7 @@ import pandas as pd
 
 from wearwatch import topics
 from wearwatch.columnar import Columns, FieldArrays, encode_columns
-from wearwatch.events import Alarm, AnomalyScore, Reading
+from wearwatch.events import Alarm, AnomalyScore, DeadLetter, Reading
 from wearwatch.ingest.detection import (
     LabelledEvent,
     PointMetrics,
@@ -94,9 +94,11 @@ class FileReplay:
     #: One row per scored window (columns as written to ``<stem>.scored.*``).
     scored: pd.DataFrame
     alarms: list[Alarm]
-    #: Replayed readings not in any scored window (the last windows never close: the stream
-    #: ends before the watermark passes them) and late readings.
+    #: Replayed readings in no scored window: the last windows never close (the stream ends
+    #: before the watermark passes them).
     unscored: int = 0
+    late: int = 0
+    dead_letters: list[DeadLetter] = field(default_factory=list)
     outputs: dict[str, Path] = field(default_factory=dict)
     metrics: PointMetrics | None = None
     events: list[LabelledEvent] = field(default_factory=list)
@@ -132,6 +134,9 @@ class ReplayResult:
                 replayed_from=None if f.cut_us is None else _iso(f.cut_us),
                 scored_windows=len(f.scored),
                 unscored_readings=f.unscored,
+                late_readings=f.late,
+                dead_letters=len(f.dead_letters),
+                dead_letter_reasons=sorted({d.reason for d in f.dead_letters})[:5],
                 alarm_transitions=len(f.alarms),
                 alarms_raised=sum(a.transition in ("raised", "reraised") for a in f.alarms),
                 outputs={k: str(v) for k, v in f.outputs.items()},
@@ -201,9 +206,9 @@ def replay(
         def step(rows: int, base: int = done) -> None:
             note("replaying", base + rows, total)
 
-        scores, alarms, late = run_pipeline(readings, model, options, step)
+        run = run_pipeline(readings, model, options, step)
         done += len(source.readings)
-        item = _score_file(source, cut, readings, scores, alarms, late, options)
+        item = _score_file(source, cut, readings, run, options)
         if options.write:
             item.outputs = _write(item)
         replays.append(item)
@@ -303,14 +308,25 @@ def _dt_us(ts: Any) -> int:
     return round(ts.timestamp() * _US)
 
 
+@dataclass
+class PipelineRun:
+    """What the fleet flow emitted for a file's readings."""
+
+    scores: list[AnomalyScore] = field(default_factory=list)
+    alarms: list[Alarm] = field(default_factory=list)
+    #: Readings behind the watermark when they came (none in a sorted file), counted.
+    late: int = 0
+    #: Anything the flow could not process, with its reason and bytes.
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
 def run_pipeline(
     readings: pd.DataFrame,
     model: AnomalyModel,
     options: ReplayOptions,
     step: Callable[[int], None],
-) -> tuple[list[AnomalyScore], list[Alarm], int]:
-    """The readings through the fleet flow in process: scores, alarm transitions, and the
-    count of late readings the windows dead-lettered."""
+) -> PipelineRun:
+    """The readings through the fleet flow in process, as columnar records in time order."""
     from wearwatch.pipelines.fleet.flow import fleet_pipeline
     from wearwatch.runtime.harness import StreamRunner
 
@@ -323,30 +339,29 @@ def run_pipeline(
         limits=options.limits,
     )
     runner = StreamRunner(flow, watermark_delay_s=options.watermark_delay_s)
-    scores: list[AnomalyScore] = []
-    alarms: list[Alarm] = []
+    run = PipelineRun()
     fed = 0
     for record in _records(readings):
         out = runner.feed([record])
-        scores.extend(out.get(topics.SCORES.name, []))
-        alarms.extend(out.get(topics.ALARMS.name, []))
+        run.scores.extend(out.get(topics.SCORES.name, []))
+        run.alarms.extend(out.get(topics.ALARMS.name, []))
+        run.dead_letters.extend(out.get(topics.DEAD_LETTERS.name, []))
         fed += ROWS_PER_RECORD
         step(min(fed, len(readings)))
-    late = int(runner.counters.get("late", 0))
-    return scores, alarms, late
+    run.late = int(runner.counters.get("late", 0))
+    return run
 
 
 def _score_file(
     source: HistorianFile,
     cut: int | None,
     readings: pd.DataFrame,
-    scores: list[AnomalyScore],
-    alarms: list[Alarm],
-    late: int,
+    run: PipelineRun,
     options: ReplayOptions,
 ) -> FileReplay:
     """The scored windows as a frame, which alarms were active, and — with labels — the
     point metrics and the labelled events with their detection times."""
+    scores, alarms = run.scores, run.alarms
     end_us = np.array([_dt_us(s.ts) for s in scores], dtype=np.int64)
     window_us = np.array([round(s.window_s * _US) for s in scores], dtype=np.int64)
     machines = np.array([s.machine_id for s in scores], dtype=object)
@@ -367,7 +382,9 @@ def _score_file(
     shortest = round(min(options.windows_s) * _US)
     points = window_us == shortest
     unscored = _unscored(readings, end_us[points], machines[points], shortest)
-    item = FileReplay(source, cut, scored, alarms, unscored=unscored + late)
+    item = FileReplay(
+        source, cut, scored, alarms, unscored, late=run.late, dead_letters=run.dead_letters
+    )
     if source.labelled:
         positive = readings[readings["label"] > 0]
         actual = window_actual(

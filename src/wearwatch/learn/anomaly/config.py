@@ -50,13 +50,18 @@ class AnomalyConfig:
     #: This many consecutive elevated windows (same machine, window size and alarm key)
     #: escalate the key's severity one level, capped at ``high`` (critical = hard limits).
     persistence: int = 6
+    #: Evidence that does not count towards persistence: the learned detectors' opinions
+    #: (HST, PCA T²) follow slow operating changes (load, ambient) for minutes on end, so
+    #: they are listed at ``watch`` but escalate nothing; rules and PCA Q do.
+    persistence_ignores: tuple[str, ...] = ("hst", "pca_t2")
 
     # --- sensor-fault evidence -------------------------------------------------------------
     #: Stuck: a window of ≥ ``stuck_min_count`` readings whose std is ≤ ratio × the baseline's
-    #: median window std (healthy noise is never that flat)...
+    #: median window std (only where under 1 % of healthy windows were that flat)...
     stuck_std_ratio: float = 0.01
     stuck_min_count: int = 3
-    #: ...or min == max == the previous window's latest for this many windows in a row.
+    #: ...or min == max == the previous window's latest for this many windows in a row (only
+    #: for sensors whose healthy values vary).
     stuck_windows: int = 3
     #: Dropout: count ≤ ratio × baseline median count and below the baseline's p01 count; a
     #: sensor seen in training and absent from a window where others report counts as 0.
@@ -64,19 +69,35 @@ class AnomalyConfig:
     #: Spike: the max (min) is this many reading-level stds (the baseline's median window
     #: std) above (below) the mean of the window's other readings, while that mean is normal.
     spike_k: float = 8.0
+    #: A spike whose score (jump / (spike_k × noise)) reaches this is ``medium`` at once: a
+    #: reading 80 noise stds off while its neighbours are normal is no physical event (a load
+    #: step to a level never seen in training can reach a few tens).
+    spike_medium: float = 10.0
+    #: Outliers, several in a window: its std ≥ this × the healthy p99 window std while no
+    #: single reading explains it (``spike`` on ``<sensor>.std``, always ``spike_severity``:
+    #: a load step inside a window widens it too, once).
+    spike_std_ratio: float = 4.0
     #: Drift: the sensor's mean is ≥ ``z_watch`` from baseline while every sensor physically
     #: coupled to it (present on the machine) stays within ``drift_coupled_z``. Only sensors
-    #: listed here can be told drifting; vibration is not (bearing wear moves it alone).
+    #: listed here can be told drifting. The defaults follow how machines fail: no mode moves
+    #: the speed, and a load change moves speed and current together; a leaking seal moves
+    #: pressure *and* flow; current moves with vibration (bearings, misalignment), with pressure
+    #: and flow (seals) or with speed (load). Vibration (imbalance and bearing wear move it
+    #: alone) and bearing temperature (lubrication loss heats the bearing first) are not listed:
+    #: a drift of theirs cannot be told from the start of a machine fault.
     drift_coupling: dict[str, tuple[str, ...]] = field(
         default_factory=lambda: {
-            "bearing_temp": ("vibration",),
+            "speed": ("current",),
             "pressure": ("flow",),
             "flow": ("pressure",),
+            "current": ("vibration", "speed", "pressure", "flow"),
         }
     )
     drift_coupled_z: float = 1.5
-    #: Severity of one window's sensor evidence (persistence escalates it like any key).
-    stuck_severity: str = "medium"
+    #: Severity of one window's sensor evidence: ``watch``, so one odd window (a quantised
+    #: reading, a burst of lost packets) raises nothing; a fault that lasts ``persistence``
+    #: windows escalates to ``medium`` like any alarm key.
+    stuck_severity: str = "watch"
     dropout_severity: str = "watch"
     spike_severity: str = "watch"
     drift_severity: str = "watch"
@@ -90,7 +111,7 @@ class AnomalyConfig:
     #: Thresholds: this quantile of the healthy T² and Q, times ``pca_margin``.
     pca_quantile: float = 0.999
     pca_margin: float = 1.5
-    #: A T² or Q this many times its threshold is ``medium`` (below: ``watch``).
+    #: A Q this many times its threshold is ``medium`` (below, and any T²: ``watch``).
     pca_medium: float = 4.0
     #: Fewer complete healthy rows than this for a sensor set: no PCA for it.
     pca_min_rows: int = 50
@@ -154,7 +175,7 @@ class AnomalyConfig:
         if unknown:
             raise ValueError(f"anomaly config: unknown field `{unknown[0]}`")
         values = dict(data)
-        for key in ("zscore_aggregates", "pca_aggregates"):
+        for key in ("zscore_aggregates", "pca_aggregates", "persistence_ignores"):
             if key in values:
                 values[key] = tuple(values[key])
         if "drift_coupling" in values:

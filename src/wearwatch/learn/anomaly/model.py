@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -51,7 +51,7 @@ from wearwatch.learn.anomaly.rules import (
     strongest,
     zscore_trigger,
 )
-from wearwatch.learn.anomaly.sensor_faults import AGGREGATES, SensorFaultRules
+from wearwatch.learn.anomaly.sensor_faults import AGGREGATES, SensorFaultRules, stuck_limit
 
 ARTIFACT = "anomaly.json"
 MACHINE_KEY = "machine"
@@ -144,9 +144,10 @@ class _Profile:
             band,
             drop_limit,
             count_p01,
-            stuck_limit,
+            stuck_at,
             stuck_min,
             spike_at,
+            wide_at,
         ) in self.checks:
             count = get(n_count)
             mean = get(n_mean)
@@ -159,7 +160,9 @@ class _Profile:
             lo, hi, std = get(n_min), get(n_max), get(n_std)
             if lo is None or hi is None or not lo < hi:
                 return False  # flat: maybe stuck
-            if std is not None and count >= stuck_min and std <= stuck_limit:
+            if std is not None and (
+                (count >= stuck_min and std <= stuck_at) or (count >= 3 and std >= wide_at)
+            ):
                 return False
             if count >= 3 and (
                 count * (hi - mean) >= spike_at * (count - 1)
@@ -200,6 +203,7 @@ class AnomalyModel:
         self.trained = dict(trained or {})
         #: ``anomaly@v0003`` once loaded from the registry (set by whoever loads it).
         self.model_version = ""
+        self._ignored = frozenset({"persistence", *config.persistence_ignores})
         self._profiles: dict[tuple[str, float, tuple[str, ...]], _Profile] = {}
         for b in [*baselines.own.values(), *(b for bs in baselines.fallbacks.values() for b in bs)]:
             self._profiles[(b.key, b.window_s, b.sensors)] = self._compile(b)
@@ -342,7 +346,7 @@ class AnomalyModel:
         other z-scored aggregates make every window go through the full rules."""
         cfg = self.config
         if set(cfg.zscore_aggregates) - {"mean"}:
-            return ((None,) * 12,)  # never quiet: a None count fails the first check
+            return ((None,) * 13,)  # never quiet: a None count fails the first check
         out = []
         nan = float("nan")
         for s in b.sensors:
@@ -364,9 +368,12 @@ class AnomalyModel:
                     else float("inf"),
                     cfg.dropout_ratio * count.p50 if count is not None and count.p50 > 0 else nan,
                     count.p01 if count is not None else nan,
-                    cfg.stuck_std_ratio * noise_p50 if noise_p50 > cfg.std_floor_abs else nan,
+                    stuck_limit(b, s, cfg),
                     cfg.stuck_min_count,
                     cfg.spike_k * noise_p50 if noise_p50 > 0 else float("inf"),
+                    cfg.spike_std_ratio * noise.p99
+                    if noise is not None and noise.p99 > 0
+                    else float("inf"),
                 )
             )
         return tuple(out)
@@ -402,28 +409,22 @@ class AnomalyModel:
         self, fv: FeatureVector, state: DetectorState
     ) -> tuple[list[Trigger], _Profile | None]:
         """Every trigger of one window except persistence, and the compiled profile."""
-        cfg = self.config
         features = fv.features
         triggers: list[Trigger] = []
-        aggregate = cfg.limit_aggregate
-        for sensor, limit in self.limits.for_machine(fv.machine_id).items():
-            value = features.get(f"{sensor}.{aggregate}")
-            if value is not None:
-                t = hard_limit_trigger(sensor, aggregate, value, limit)
-                if t is not None:
-                    triggers.append(t)
         profile = self._profile(fv)
         if profile is None:
+            self._hard_limits(fv, (), triggers)
             return triggers, None
         wstate = state.windows.get(fv.window_s)
         faulty = np.zeros(len(profile.sensors), dtype=bool)
         if profile.quiet(features):
+            self._hard_limits(fv, (), triggers)
             if profile.pca is not None:
                 t = self._pca_trigger(profile.pca, profile.pca_centred(features))
                 if t is not None:
                     triggers.append(t)
         else:
-            faulty = self._full_rules(profile, features, wstate, triggers)
+            faulty = self._full_rules(profile, fv, wstate, triggers)
         if wstate is not None and wstate.online is not None:
             bad = [s for s, f in zip(profile.sensors, faulty, strict=True) if f]
             online = wstate.online
@@ -440,18 +441,41 @@ class AnomalyModel:
                 )
         return triggers, profile
 
+    def _hard_limits(
+        self, fv: FeatureVector, spiking: Collection[str], triggers: list[Trigger]
+    ) -> None:
+        """Hard-limit triggers (critical). On a sensor with spike evidence a limit counts as
+        crossed only when every reading of the window crossed it (its min above the high
+        limit, its max below the low one): an outlier is not the machine's level."""
+        get = fv.features.get
+        aggregate = self.config.limit_aggregate
+        for sensor, (low, high) in self.limits.for_machine(fv.machine_id).items():
+            if sensor in spiking:
+                checks = (("min", (None, high)), ("max", (low, None)))
+            else:
+                checks = ((aggregate, (low, high)),)
+            for agg, limit in checks:
+                value = get(f"{sensor}.{agg}")
+                if value is not None:
+                    t = hard_limit_trigger(sensor, agg, value, limit)
+                    if t is not None:
+                        triggers.append(t)
+
     def _full_rules(
         self,
         profile: _Profile,
-        features: Mapping[str, float],
+        fv: FeatureVector,
         wstate: WindowState | None,
         triggers: list[Trigger],
     ) -> np.ndarray:
-        """Sensor-fault rules, z-scores and PCA on a window that is not quiet; appends to
-        ``triggers`` and returns which sensors are at fault."""
+        """Hard limits, sensor-fault rules, z-scores and PCA on a window that is not quiet;
+        appends to ``triggers`` and returns which sensors are at fault."""
         cfg = self.config
+        features = fv.features
         x = profile.window(features)
         sensor_ts = profile.rules.triggers(x, wstate.history if wstate else {})
+        spiking = {t.feature.partition(".")[0] for t in sensor_ts if t.detector == "spike"}
+        self._hard_limits(fv, spiking, triggers)
         triggers.extend(sensor_ts)
         faulty = np.zeros(len(profile.sensors), dtype=bool)
         if sensor_ts:
@@ -490,20 +514,25 @@ class AnomalyModel:
             detector, value, threshold, ratio = "pca_t2", t2, det.t2_threshold, r_t2
         else:
             detector, value, threshold, ratio = "pca_q", q, det.q_threshold, r_q
+        # T² is a distance *inside* the healthy subspace: an operating point beyond the
+        # training range (a load never run while fitting) moves it as much as a fault does, so
+        # it stays evidence (watch); Q, off the subspace (broken correlations), can be medium.
+        medium = detector == "pca_q" and ratio >= self.config.pca_medium
         return Trigger(
             detector=detector,
             value=value,
             threshold=threshold,
             score=ratio,
-            severity="medium" if ratio >= self.config.pca_medium else "watch",
+            severity="medium" if medium else "watch",
         )
 
-    @staticmethod
-    def _key_levels(triggers: list[Trigger]) -> dict[str, Trigger]:
-        """Alarm key → its strongest trigger (persistence triggers excluded)."""
+    def _key_levels(self, triggers: list[Trigger]) -> dict[str, Trigger]:
+        """Alarm key → its strongest trigger that persistence counts (see
+        ``AnomalyConfig.persistence_ignores``)."""
+        ignored = self._ignored
         grouped: dict[str, list[Trigger]] = {}
         for t in triggers:
-            if t.detector != "persistence":
+            if t.detector not in ignored:
                 grouped.setdefault(alarm_key(t), []).append(t)
         return {k: strongest(ts) for k, ts in grouped.items()}  # type: ignore[misc]
 

@@ -59,15 +59,18 @@ class PcaDetector:
         pca = PCA(svd_solver="full").fit(z)
         ratios = np.cumsum(pca.explained_variance_ratio_)
         k = int(min(np.searchsorted(ratios, variance - 1e-12) + 1, z.shape[1]))
-        components = pca.components_[:k]
-        variances = np.maximum(pca.explained_variance_[:k], 1e-12)
-        det = cls(features, pca.mean_, components, variances, np.inf, np.inf, z.shape[0])
+        # C-contiguous copies: the arrays a model loaded from JSON has, so both multiply in the
+        # same order and score bit for bit alike
+        mean = np.ascontiguousarray(pca.mean_, dtype=np.float64)
+        components = np.ascontiguousarray(pca.components_[:k], dtype=np.float64)
+        variances = np.ascontiguousarray(np.maximum(pca.explained_variance_[:k], 1e-12))
+        det = cls(features, mean, components, variances, np.inf, np.inf, z.shape[0])
         t2, q = det.statistics(z)
         t2_threshold = float(np.quantile(t2, quantile) * margin)
         q_threshold = float(np.quantile(q, quantile) * margin) if k < z.shape[1] else np.inf
         return cls(
             features,
-            pca.mean_,
+            mean,
             components,
             variances,
             max(t2_threshold, 1e-12),

@@ -3,13 +3,17 @@
 A dead or spiking sensor must raise a sensor alarm, not a bearing alarm. The evidence comes
 from the window's own statistics against the machine's healthy baseline:
 
-- **stuck**: a window of several readings with (almost) no spread while healthy windows always
-  had noise; or min == max == the previous window's latest for several windows in a row
-  (windows too short for a std);
+- **stuck**: a window of several readings with (almost) no spread while healthy windows (all
+  but under 1 %) had noise; or min == max == the previous window's latest for several windows
+  in a row (for windows too short for a std). A sensor that is flat when healthy (a speed at
+  its setpoint, a coarsely quantised reading) cannot be told stuck, and is not;
 - **dropout**: far fewer readings than healthy windows carry (or none while the machine's other
   sensors report);
-- **spike**: one reading far above (below) the mean of the window's *other* readings while
-  that mean is normal (a real rise moves every reading, a spike one);
+- **spike**: one reading far above (below) the mean of the window's *other* readings and
+  outside the healthy envelope of readings, while that mean is normal (a real rise moves every
+  reading, a spike one; a load step inside a window leaves one reading at the old, healthy
+  level, which is no spike); or, for several
+  outliers in one window, a spread far beyond any healthy window's;
 - **drift**: the sensor's level leaves its baseline while every sensor physically coupled to
   it stays put (a bearing that runs hot also vibrates; a leaking seal moves pressure *and*
   flow). Only sensors with a coupling in the config can be told drifting.
@@ -48,6 +52,24 @@ AGGREGATES = ("count", "mean", "std", "min", "max", "latest")
 COUNT, MEAN, STD, MIN, MAX, LATEST = range(len(AGGREGATES))
 
 
+def stuck_limit(b: Baseline, sensor: str, config: AnomalyConfig) -> float:
+    """The window std at or below which ``sensor`` is stuck, or NaN where the rule cannot tell.
+
+    >>> from wearwatch.learn.anomaly.baseline import FeatureStats
+    >>> noisy = Baseline("p1", 5.0, ("t",), 9, {"t.std": FeatureStats(.5, .1, .3, .5, .7, .2,
+    ...     .9, 9)})
+    >>> quantised = Baseline("p1", 5.0, ("t",), 9, {"t.std": FeatureStats(.5, .2, 0, .5, .7, 0,
+    ...     .9, 9)})
+    >>> stuck_limit(noisy, "t", AnomalyConfig()), stuck_limit(quantised, "t", AnomalyConfig())
+    (0.005, nan)
+    """
+    noise = b.stats.get(f"{sensor}.std")
+    if noise is None or noise.p50 <= config.std_floor_abs:
+        return float("nan")
+    limit = config.stuck_std_ratio * noise.p50
+    return limit if noise.p01 > limit else float("nan")
+
+
 def _trigger(
     detector: str, feature: str, value: float, threshold: float, score: float, severity: str
 ) -> Trigger:
@@ -71,6 +93,16 @@ class SensorFaultRules:
     #: ``<sensor>.<aggregate>`` for each (aggregate, sensor), aggregate-major.
     names: tuple[str, ...]
     noise: np.ndarray  # median window std: the reading-level noise (nan: unknown)
+    noise_p99: np.ndarray  # p99 of the healthy window std
+    #: The healthy envelope of single readings: p99 of window maxima, p01 of window minima.
+    high_p99: np.ndarray
+    low_p01: np.ndarray
+    #: The std at or below which a window is stuck; NaN where the rule cannot tell (a sensor
+    #: with no noise, or whose healthy windows were that flat in ≥ 1 % of cases: quantised).
+    stuck_limit: np.ndarray
+    #: Sensors that can be told flat over windows: their healthy latest values vary, and their
+    #: healthy windows are either never flat (a finite stuck limit) or too short for a std.
+    flat_told: np.ndarray
     count_p50: np.ndarray
     count_p01: np.ndarray
     level: np.ndarray  # healthy mean of the window mean
@@ -86,6 +118,7 @@ class SensorFaultRules:
 
         sensors = b.sensors
         index = {s: i for i, s in enumerate(sensors)}
+        limits = np.array([stuck_limit(b, s, config) for s in sensors])
         coupling = tuple(
             (index[s], tuple(index[c] for c in coupled if c in index))
             for s, coupled in sorted(config.drift_coupling.items())
@@ -96,6 +129,18 @@ class SensorFaultRules:
             config=config,
             names=tuple(f"{s}.{a}" for a in AGGREGATES for s in sensors),
             noise=np.array([stat(f"{s}.std", "p50") for s in sensors]),
+            noise_p99=np.array([stat(f"{s}.std", "p99") for s in sensors]),
+            high_p99=np.array([stat(f"{s}.max", "p99") for s in sensors]),
+            low_p01=np.array([stat(f"{s}.min", "p01") for s in sensors]),
+            stuck_limit=limits,
+            flat_told=np.array(
+                [
+                    stat(f"{s}.latest", "std") > config.std_floor_abs
+                    and (np.isfinite(limit) or stat(f"{s}.count", "p50") < config.stuck_min_count)
+                    for s, limit in zip(sensors, limits, strict=True)
+                ],
+                dtype=bool,
+            ),
             count_p50=np.array([stat(f"{s}.count", "p50") for s in sensors]),
             count_p01=np.array([stat(f"{s}.count", "p01") for s in sensors]),
             level=np.array([stat(f"{s}.mean", "mean") for s in sensors]),
@@ -135,14 +180,10 @@ class SensorFaultRules:
             return []  # no sensor reported: no FeatureVector should exist; nothing to judge
         with np.errstate(invalid="ignore", divide="ignore"):
             # stuck: no spread over several readings, where healthy windows had noise
-            stuck_limit = cfg.stuck_std_ratio * self.noise
-            stuck_std = (
-                (count >= cfg.stuck_min_count)
-                & (self.noise > cfg.std_floor_abs)
-                & (x[STD] <= stuck_limit)
-            )
+            stuck_limit = self.stuck_limit
+            stuck_std = (count >= cfg.stuck_min_count) & (x[STD] <= stuck_limit)
             runs = self.flat_runs(x, history) if history else np.zeros(len(self.sensors))
-            stuck_flat = runs >= cfg.stuck_windows
+            stuck_flat = (runs >= cfg.stuck_windows) & self.flat_told
             # dropout: far fewer readings than a healthy window carries
             drop_limit = cfg.dropout_ratio * self.count_p50
             dropout = (self.count_p50 > 0) & (count <= drop_limit) & (count < self.count_p01)
@@ -154,20 +195,27 @@ class SensorFaultRules:
             jump_lo = rest_lo - x[MIN]
             spike_at = cfg.spike_k * self.noise
             normal = cfg.z_watch * self.level_scale
+            # ...and the odd reading is outside anything healthy (a load step inside a window
+            # leaves one reading at the old level: within the envelope)
             spike_hi = (
                 (count >= 3)
                 & (jump_hi >= spike_at)
+                & (x[MAX] >= self.high_p99 + spike_at)
                 & (np.abs(rest_hi - self.level) < normal)
                 & (self.noise > 0)
             )
             spike_lo = (
                 (count >= 3)
                 & (jump_lo >= spike_at)
+                & (x[MIN] <= self.low_p01 - spike_at)
                 & (np.abs(rest_lo - self.level) < normal)
                 & (self.noise > 0)
             )
+            # outliers, several: a spread no single reading explains and healthy windows lack
+            wide_at = cfg.spike_std_ratio * self.noise_p99
+            wide = (count >= 3) & (x[STD] >= wide_at) & (self.noise_p99 > 0)
             z = (x[MEAN] - self.level) / self.level_scale
-        any_fault = stuck_std | stuck_flat | dropout | spike_hi | spike_lo
+        any_fault = stuck_std | stuck_flat | dropout | spike_hi | spike_lo | wide
         drift_candidates = [
             (i, coupled)
             for i, coupled in self.coupling
@@ -203,29 +251,42 @@ class SensorFaultRules:
             if stuck_std[i] or stuck_flat[i] or dropout[i] or absent[i]:
                 continue  # a stuck or silent sensor's spikes and level mean nothing
             if spike_hi[i] and (not spike_lo[i] or jump_hi[i] >= jump_lo[i]):
+                score = jump_hi[i] / spike_at[i]
                 out.append(
                     _trigger(
                         "spike",
                         f"{s}.max",
                         x[MAX, i],
                         rest_hi[i] + spike_at[i],
-                        jump_hi[i] / spike_at[i],
-                        cfg.spike_severity,
+                        score,
+                        "medium" if score >= cfg.spike_medium else cfg.spike_severity,
                     )
                 )
             elif spike_lo[i]:
+                score = jump_lo[i] / spike_at[i]
                 out.append(
                     _trigger(
                         "spike",
                         f"{s}.min",
                         x[MIN, i],
                         rest_lo[i] - spike_at[i],
-                        jump_lo[i] / spike_at[i],
+                        score,
+                        "medium" if score >= cfg.spike_medium else cfg.spike_severity,
+                    )
+                )
+            elif wide[i]:
+                out.append(
+                    _trigger(
+                        "spike",
+                        f"{s}.std",
+                        x[STD, i],
+                        wide_at[i],
+                        x[STD, i] / wide_at[i],
                         cfg.spike_severity,
                     )
                 )
         for i, coupled in drift_candidates:
-            if spike_hi[i] or spike_lo[i]:
+            if spike_hi[i] or spike_lo[i] or wide[i]:
                 continue
             others = z[list(coupled)]
             others = others[np.isfinite(others)]

@@ -191,8 +191,21 @@ class AlarmPolicy:
             raise ValueError(
                 f"machine_id={score.machine_id!r}: this alarm state belongs to {state.machine_id!r}"
             )
-        ts = max(score.ts.timestamp(), state.clock)
-        out = self.advance(state, ts)
+        ts = score.ts.timestamp()
+        if ts < state.clock:
+            ts = state.clock
+        due = self.next_due(state)
+        out = self.advance(state, ts) if due is not None and due <= ts else []
+        state.clock = ts
+        if (
+            not score.triggers
+            and score.severity == "normal"
+            and all(
+                not slot.evidence and (slot.alarm is None or slot.alarm.status == CLEARED)
+                for slot in state.slots.values()
+            )
+        ):
+            return out  # the common case: a healthy window on a machine with nothing open
         evidence = evidence_by_type(score)
         for kind in sorted(evidence.keys() | state.slots.keys()):
             level, triggers = evidence.get(kind, (0, ()))

@@ -555,15 +555,15 @@ def test_cmapss_subset_replayed_as_a_fleet(tmp_path):
 
 def _labelled_export(path: Path) -> Path:
     """One pump, 1 Hz for an hour, semicolon-separated with decimal commas and a German header;
-    vibration steps up by 2 mm/s (40 σ) for the minute 2710–2769 s, labelled ``Stoerung``."""
+    vibration steps up by 2 mm/s (40 σ) for the minute 2700–2759 s, labelled ``Stoerung``."""
     rng = np.random.default_rng(11)
     n = 3600
     t = pd.date_range("2026-03-01", periods=n, freq="1s")
     vibration = 2.0 + 0.05 * rng.standard_normal(n)
     temperature = 60.0 + 0.3 * rng.standard_normal(n)
     label = np.zeros(n, dtype=int)
-    vibration[2710:2770] += 2.0
-    label[2710:2770] = 1
+    vibration[2700:2760] += 2.0
+    label[2700:2760] = 1
     frame = pd.DataFrame(
         {
             "Zeitstempel": t.strftime("%d.%m.%Y %H:%M:%S"),
@@ -602,31 +602,31 @@ def test_labelled_semicolon_export_replayed_and_scored_by_hand(tmp_path):
     assert item.cut_us == (pd.Timestamp("2026-03-01T00:30:00Z").value // 1000)
     # Points: the 5 s windows ending 1805…3590 s (the watermark, 5 s behind the last reading
     # at 3599 s, closes windows whose end + 2 s grace it has passed: the last ends at 3590 s).
-    # Actual: the 12 windows ending 2715…2770 hold labelled readings. Predicted: the machine
-    # alarm (driven by the 30 s windows) is raised at 2730 s, when [2700, 2730) closes with 20
-    # shifted readings, stays active through [2760, 2790) (10 shifted) and turns recovering at
-    # 2820 s, when [2790, 2820) is the first quiet window: active at the ends 2730…2815 (18
-    # points). So TP = 2730…2770 (9), FN = 2715…2725 (3), FP = 2775…2815 (9), TN = 358 − 21.
+    # Actual: the 12 windows ending 2705…2760 hold labelled readings. Predicted: the machine
+    # alarm (driven by the 30 s windows) is raised at 2730 s, when [2700, 2730) closes, stays
+    # active through [2730, 2760) and turns recovering at 2790 s, when [2760, 2790) is the
+    # first quiet window: active at the ends 2730…2785 (12 points). So TP = 2730…2760 (7),
+    # FN = 2705…2725 (5), FP = 2765…2785 (5), TN = 358 − 17 = 341.
     m = result.metrics
-    assert (m.tp, m.fn, m.fp, m.tn) == (9, 3, 9, 337)
-    assert (m.precision, m.recall, m.f1) == (0.5, 0.75, 0.6)
-    assert (m.false_alarm_rate, m.missed_alarm_rate) == (9 / 346, 0.25)
+    assert (m.tp, m.fn, m.fp, m.tn) == (7, 5, 5, 341)
+    assert (m.precision, m.recall, m.f1) == (7 / 12, 7 / 12, 14 / 24)
+    assert (m.false_alarm_rate, m.missed_alarm_rate) == (5 / 346, 5 / 12)
     assert [(e.start_us, e.delay_s) for e in result.events] == [
-        (pd.Timestamp("2026-03-01T00:45:10Z").value // 1000, 20.0)
+        (pd.Timestamp("2026-03-01T00:45:00Z").value // 1000, 30.0)
     ]
     assert item.unscored == 20  # the readings 3590–3599 s of both sensors: never closed
     assert (item.late, item.dead_letters) == (0, [])
     # Outputs next to the input.
     scored = pd.read_csv(tmp_path / "pump-7.scored.csv")
     assert len(scored) == 358 + 59  # plus the 30 s windows ending 1830…3570 s
-    assert int(scored["label"].sum()) == 12 + 3  # and the 30 s windows ending 2730, 2760, 2790
+    assert int(scored["label"].sum()) == 12 + 2  # and the 30 s windows ending 2730 and 2760
     alarms = pd.read_csv(tmp_path / "pump-7.alarms.csv")
     assert alarms[["ts", "transition"]].values.tolist()[0] == [
         "2026-03-01T00:45:30+00:00",
         "raised",
-    ]
+    ]  # alarms follow the 30 s windows: [2700, 2730) is the first to close
     assert alarms["transition"].tolist()[-2:] == ["recovering", "cleared"]
-    assert alarms["ts"].tolist()[-2:] == ["2026-03-01T00:47:00+00:00", "2026-03-01T00:48:00+00:00"]
+    assert alarms["ts"].tolist()[-2:] == ["2026-03-01T00:46:30+00:00", "2026-03-01T00:47:30+00:00"]
     assert not (tmp_path / "pump-7.rejected.csv").exists()
 
 

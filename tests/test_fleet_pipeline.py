@@ -135,3 +135,47 @@ def test_batch_features_equal_the_streams() -> None:
     for a, b in pairs:
         assert (a.ts, a.machine_id, a.window_s) == (b.ts, b.machine_id, b.window_s)
         assert a.features == pytest.approx(b.features, rel=1e-9, abs=1e-12)
+
+
+def test_untrained_flow_raises_and_clears_a_hard_limit_alarm() -> None:
+    """No model: the rules run on the plant's hard limits. Vibration above the ISO C/D
+    boundary for 30 s scores critical on every 5 s window it fills, raises one alarm (repeats
+    refresh it), which recovers on the first quiet window and clears after the quiet period."""
+    from wearwatch.pipelines.fleet.alarms import AlarmConfig
+    from wearwatch.pipelines.fleet.flow import fleet_pipeline
+
+    def level(t: float) -> float:
+        return 9.0 if 60 <= t < 90 else 2.0
+
+    readings = [
+        Reading(ts=utc(EPOCH_S + k / 10), machine_id="pump-001", sensor="vibration",
+                value=level(k / 10))
+        for k in range(1800)
+    ]  # fmt: skip
+    flow = fleet_pipeline(
+        None,
+        None,
+        AlarmConfig(quiet_s=10.0),
+        (5.0,),
+        0.5,
+        limits={"pump-001": {"vibration": (None, 7.1)}},
+    )
+    out = flow.test(readings, watermark_delay_s=1.0)
+    scores = out[topics.SCORES.name]
+    assert len(scores) == len(out[topics.FEATURES.name]) == len(out[topics.HEALTH.name]) == 35
+    critical = [s.ts.timestamp() - EPOCH_S for s in scores if s.severity != "normal"]
+    assert critical == [65.0, 70.0, 75.0, 80.0, 85.0, 90.0]
+    assert all(s.severity == "critical" for s in scores if s.severity != "normal")
+    alarms = [
+        (a.ts.timestamp() - EPOCH_S, a.alarm_id, a.transition, a.severity, a.status)
+        for a in out[topics.ALARMS.name]
+    ]
+    assert alarms == [
+        (65.0, "pump-001/machine/1", "raised", "critical", "active"),
+        (95.0, "pump-001/machine/1", "recovering", "critical", "recovering"),
+        (105.0, "pump-001/machine/1", "cleared", "critical", "cleared"),
+    ]
+    health = {h.ts.timestamp() - EPOCH_S: h for h in out[topics.HEALTH.name]}
+    assert health[75.0].risk == 0.0 and health[75.0].risk_level == "low"
+    assert health[75.0].health < health[50.0].health == 100.0
+    assert out.totals["alarm_raised"] == 1

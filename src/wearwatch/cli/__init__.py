@@ -6,7 +6,19 @@ import sys
 
 import typer
 
-from wearwatch.cli import bench, config_cmd, demo, log, mill, models, train, twin, worker
+from wearwatch.cli import (
+    bench,
+    config_cmd,
+    demo,
+    fleet,
+    log,
+    mill,
+    models,
+    replay,
+    train,
+    twin,
+    worker,
+)
 from wearwatch.cli.errors import exit_on_user_error
 from wearwatch.cli.stderr import configure_logging
 
@@ -22,9 +34,11 @@ app.add_typer(log.app, name="log")
 app.add_typer(bench.app, name="bench")
 app.add_typer(twin.app, name="twin")
 app.add_typer(mill.app, name="mill")
+app.add_typer(fleet.app, name="fleet")
 app.add_typer(train.app, name="train")
 app.add_typer(models.app, name="models")
 worker.register(app)
+replay.register(app)
 demo.register(app)
 
 

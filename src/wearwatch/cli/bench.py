@@ -61,6 +61,39 @@ def runtime(
     _print(result, as_json, "wearwatch runtime benchmark (medians)")
 
 
+@app.command("fleet")
+def fleet(
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    readings: int = typer.Option(
+        3_000_000, min=100_000, help="readings through the fleet pipeline per run"
+    ),
+    repeats: int = typer.Option(3, min=1, help="runs of the throughput measurement (medians)"),
+    machines: int = typer.Option(50, min=1, max=10_000, help="machines in the fleet"),
+    sensor_hz: float = typer.Option(
+        10.0, callback=finite(0.1, 1000.0), help="sample rate of every sensor (event time)"
+    ),
+    paced_rate: float = typer.Option(
+        10_000.0, callback=finite(100.0, 1_000_000.0), help="readings/s of the latency run"
+    ),
+    paced_s: float = typer.Option(30.0, callback=finite(5.0, 3600.0), help="latency run length"),
+) -> None:
+    """The fleet pipeline end to end (decode, windows, scoring, alarms, stores; embedded log,
+    one worker) against the log's limit on the same bytes, and the p99 latency from a reading's
+    arrival to its alarm at a paced rate."""
+    from wearwatch.benchmarks.fleet import run_fleet_benchmark
+
+    with Console(stderr=True).status("fitting the detectors, then measuring the fleet pipeline…"):
+        result = run_fleet_benchmark(
+            readings=readings,
+            repeats=repeats,
+            machines=machines,
+            sensor_hz=sensor_hz,
+            paced_rate=paced_rate,
+            paced_s=paced_s,
+        )
+    _print(result, as_json, "wearwatch fleet benchmark (medians)")
+
+
 @app.command("learners")
 def learners(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),

@@ -111,8 +111,8 @@ def _first_in(spans: list[tuple[float, float]], lo: float, hi: float) -> float |
     """The first moment in ``[lo, hi)`` covered by a span, if any."""
     best = None
     for start, end in spans:
-        if end > lo and start < hi:
-            t = max(start, lo)
+        t = max(start, lo)
+        if t < min(end, hi):
             best = t if best is None else min(best, t)
     return best
 

@@ -97,10 +97,10 @@ PROBES = {
         "wearwatch.physics.probe -> wearwatch.events",
     ),
     "a new package nobody layered": (
-        "ingest/__init__.py",
-        '"""Plant adapters."""\n',
+        "gateway/__init__.py",
+        '"""A package nobody added to the layers."""\n',
         {"layers"},
-        "wearwatch.ingest",
+        "wearwatch.gateway",
     ),
 }
 

@@ -6,7 +6,19 @@ import sys
 
 import typer
 
-from wearwatch.cli import bench, config_cmd, demo, fleet, log, mill, models, train, twin, worker
+from wearwatch.cli import (
+    bench,
+    config_cmd,
+    demo,
+    fleet,
+    log,
+    mill,
+    models,
+    replay,
+    train,
+    twin,
+    worker,
+)
 from wearwatch.cli.errors import exit_on_user_error
 from wearwatch.cli.stderr import configure_logging
 
@@ -26,6 +38,7 @@ app.add_typer(fleet.app, name="fleet")
 app.add_typer(train.app, name="train")
 app.add_typer(models.app, name="models")
 worker.register(app)
+replay.register(app)
 demo.register(app)
 
 

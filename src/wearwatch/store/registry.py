@@ -63,8 +63,8 @@ _VERSION_DIR_RE = re.compile(r"^v(\d{4,})$")
 #: only picks an entry, so it can never make the registry import or run anything else.
 MODEL_FORMATS: dict[str, str] = {
     "rul-model/1": "wearwatch.learn.rul.model:RulModel",
-    "anomaly-model/1": "wearwatch.learn.anomaly.model:AnomalyModel",
     "risk-model/1": "wearwatch.learn.risk.model:RiskModel",
+    "anomaly-model/1": "wearwatch.learn.anomaly.model:AnomalyModel",
 }
 
 

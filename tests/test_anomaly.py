@@ -691,3 +691,25 @@ def test_pca_t2_is_evidence_that_persistence_does_not_escalate(rules_model) -> N
     )  # fmt: skip
     score = default.score(vector(across), default.new_state("pump-001"))
     assert [(t.detector, t.severity) for t in score.triggers] == [("pca_q", "watch")]
+
+
+@settings(max_examples=25, deadline=None)
+@given(cut=st.integers(0, 400), seed=st.integers(0, 2**16), window=st.integers(2, 40))
+def test_online_detector_restored_from_a_checkpoint_continues_bit_for_bit(
+    cut: int, seed: int, window: int
+) -> None:
+    """The detector pickles its tree masses only and regrows the trees from the seed: a copy
+    restored at any point (before the trees exist, in the first window, later) scores and
+    learns exactly as the original from then on."""
+    scaling = HstScaling(("a.mean", "b.mean", "c.mean"), (0.0,) * 3, (1.0,) * 3, (0.5,) * 3)
+    rng = np.random.default_rng(seed)
+    xs = [dict(zip(scaling.inputs, map(float, row), strict=True)) for row in rng.random((500, 3))]
+    original = OnlineDetector(scaling, trees=4, height=4, window=window, quantile=0.9, seed=seed)
+    for x in xs[:cut]:
+        original.learn(x)
+    restored = pickle.loads(pickle.dumps(original))
+    for x in xs[cut:]:
+        assert restored.score(x) == original.score(x)
+        original.learn(x)
+        restored.learn(x)
+    assert pickle.dumps(restored) == pickle.dumps(original)

@@ -49,6 +49,7 @@ import msgspec
 import numpy as np
 
 from wearwatch import topics
+from wearwatch.benchmarks.runtime import log_limit
 from wearwatch.bus.base import OutRecord, read_all
 from wearwatch.bus.sqlite import SqliteLog
 from wearwatch.columnar import Columns, pack_columns
@@ -109,27 +110,6 @@ def fit_models(machines: int, sensor_hz: float, seed: int) -> tuple[AnomalyModel
 
 def _flow(anomaly: AnomalyModel, risk: RiskModel, limits: dict) -> Any:
     return fleet_pipeline(anomaly, risk, None, WINDOWS_S, GRACE_S, limits=limits)
-
-
-def _log_limit(workdir: Path, records: list[OutRecord], readings: int) -> float:
-    """Readings/s of appending the records and reading them all back."""
-    path = workdir / "limit.db"
-    log = SqliteLog(path, default_partitions=PARTITIONS)
-    topic = records[0].topic
-    log.create_topic(topic, PARTITIONS)
-    start = time.perf_counter()
-    log.produce(records)
-    read = 0
-    for partition in range(PARTITIONS):
-        position = 0
-        while chunk := log.read(topic, partition, position, 16):
-            read += len(chunk)
-            position = chunk[-1].offset + 1
-    elapsed = time.perf_counter() - start
-    log.close()
-    path.unlink()
-    assert read == len(records)
-    return readings / elapsed
 
 
 def _throughput(
@@ -340,7 +320,7 @@ def run_fleet_benchmark(
     with tempfile.TemporaryDirectory(prefix="wearwatch-bench-fleet-") as tmp:
         workdir = Path(tmp)
         for run in range(repeats):
-            limits.append(_log_limit(workdir, records, n))
+            limits.append(log_limit(workdir, records, n, PARTITIONS))
             flow = _flow(anomaly, risk, twin.hard_limits())
             result = _throughput(workdir, warmup, records, n, run, flow)
             rates.append(result["readings_per_s"])

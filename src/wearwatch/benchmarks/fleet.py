@@ -36,6 +36,7 @@ The models are fitted on separate twin runs (other seeds) before anything is tim
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import statistics
@@ -225,6 +226,11 @@ def _latency(
     for _, records in batches[:warm]:
         log.produce(records)
     _wait_caught_up(log, worker)
+    # What a long-running worker does at start-up (``wearwatch worker``): the models and
+    # libraries built so far leave the cyclic collector's reach, whose full passes over them
+    # took ~0.1 s and stalled the poll they fell in.
+    gc.collect()
+    gc.freeze()
     measured_from = {p: end for p, end in log.end_offsets(topics.READINGS.name).items()}
     begin = time.perf_counter()
     sent = 0
@@ -240,6 +246,7 @@ def _latency(
     worker.stop()
     thread.join(30.0)
     worker_log.close()
+    gc.unfreeze()
     arrivals = {
         (r.partition, r.offset): r.timestamp_ms
         for r in read_all(log, topics.READINGS.name)

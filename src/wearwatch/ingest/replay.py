@@ -337,6 +337,9 @@ def run_pipeline(
         windows_s=options.windows_s,
         grace_s=options.grace_s,
         limits=options.limits,
+        # Every window is scored: the scored rows and the metrics' points (the shortest
+        # windows) need them, not only the windows that drive alarms.
+        score_windows_s=options.windows_s,
     )
     runner = StreamRunner(flow, watermark_delay_s=options.watermark_delay_s)
     run = PipelineRun()

@@ -32,6 +32,7 @@ import pandas as pd
 from scipy.special import expit
 
 from wearwatch.events import MaintenanceEvent, encode
+from wearwatch.learn.boosting import lgbm_params
 from wearwatch.learn.risk.features import TrendConfig, TrendFeatures
 from wearwatch.learn.risk.labels import label_windows, split_by_machine_and_time
 from wearwatch.learn.risk.metrics import classification_metrics
@@ -85,21 +86,7 @@ class RiskConfig:
     n_jobs: int = 1
 
     def lgbm_params(self) -> dict[str, Any]:
-        return {
-            "n_estimators": self.n_estimators,
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_child_samples": self.min_child_samples,
-            "subsample": self.subsample,
-            "subsample_freq": 1,
-            "colsample_bytree": self.colsample_bytree,
-            "reg_lambda": self.reg_lambda,
-            "random_state": self.seed,
-            "n_jobs": self.n_jobs,
-            "deterministic": True,
-            "force_row_wise": True,
-            "verbose": -1,
-        }
+        return lgbm_params(self, self.n_estimators)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from wearwatch.learn.boosting import lgbm_params
 from wearwatch.learn.rul.data import N_CONDITIONS, CmapssSubset, load_subset
 from wearwatch.learn.rul.features import FeaturePipeline
 from wearwatch.learn.rul.metrics import horizon_metrics, mae, phm08_score, rmse
@@ -42,21 +43,7 @@ class TrainConfig:
     n_jobs: int = 2
 
     def lgbm_params(self, n_estimators: int) -> dict[str, Any]:
-        return {
-            "n_estimators": n_estimators,
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_child_samples": self.min_child_samples,
-            "subsample": self.subsample,
-            "subsample_freq": 1,
-            "colsample_bytree": self.colsample_bytree,
-            "reg_lambda": self.reg_lambda,
-            "random_state": self.seed,
-            "n_jobs": self.n_jobs,
-            "deterministic": True,
-            "force_row_wise": True,
-            "verbose": -1,
-        }
+        return lgbm_params(self, n_estimators)
 
 
 @dataclass

@@ -7,7 +7,7 @@ import json
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from wearwatch.cli.errors import finite
+from wearwatch.cli.errors import fail, finite
 from wearwatch.cli.twin import parse_duration
 
 app = typer.Typer(help="The machine fleet: evaluate the pipeline.", no_args_is_help=True)
@@ -15,7 +15,10 @@ app = typer.Typer(help="The machine fleet: evaluate the pipeline.", no_args_is_h
 
 def _windows(text: str) -> tuple[float, ...]:
     """``5m,30m`` → (300.0, 1800.0); each a duration as ``--tick`` takes it."""
-    sizes = tuple(parse_duration(part) for part in text.split(",") if part.strip())
+    try:
+        sizes = tuple(parse_duration(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError(f"--windows: {exc}") from None
     if not sizes:
         raise ValueError(f"--windows {text!r}: expected durations separated by commas (5m,30m)")
     return sizes
@@ -37,12 +40,16 @@ def evaluate(
     score its alarms and risk against the twin's ground truth (progress on stderr)."""
     from wearwatch.pipelines.fleet.evaluate import EvaluationConfig, evaluate_fleet
 
+    try:
+        tick_s = parse_duration(tick)
+    except ValueError as exc:
+        fail(f"--tick: {exc}")
     sizes = _windows(windows)
     cfg = EvaluationConfig(
         seed=seed,
         machines=machines,
         days=days,
-        tick_s=parse_duration(tick),
+        tick_s=tick_s,
         windows_s=sizes,
         train_seed=train_seed,
     )

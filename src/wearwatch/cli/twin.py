@@ -266,11 +266,15 @@ def fleet_cmd(
     except ValueError as exc:
         fail(f"--duration: {exc}")
     try:
-        cfg = load_fleet_config(config)
-        if tick is not None:
-            cfg = with_tick(cfg, parse_duration(tick))
+        tick_s = None if tick is None else parse_duration(tick)
     except ValueError as exc:
-        fail(f"--tick: {exc}" if tick is not None and "tick" in str(exc) else str(exc))
+        fail(f"--tick: {exc}")
+    try:
+        cfg = load_fleet_config(config)
+        if tick_s is not None:
+            cfg = with_tick(cfg, tick_s)
+    except ValueError as exc:
+        fail(f"--tick: {exc}" if tick_s is not None and "tick" in str(exc) else str(exc))
     ticks = max(1, math.ceil(seconds / cfg.tick_s))
     twin = FleetTwin(cfg, machines=machines, seed=seed)
     log = open_configured_log(get_settings(), bus)

@@ -95,7 +95,7 @@ class Settings(BaseSettings):
         "its input topic gone, this long",
     )
     api_host: str = Field("127.0.0.1", description="API/UI bind address")
-    api_port: int = Field(8080, ge=1, le=65535)
+    api_port: int = Field(8000, ge=1, le=65535, description="API/UI port")
     api_token: str = Field("", description="token for state-changing endpoints (empty: generated)")
     checkpoint_key: str = Field(
         "",

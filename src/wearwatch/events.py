@@ -254,6 +254,27 @@ class Alarm(Event, tag="alarm", kw_only=True):
     refreshes: int = 0
 
 
+class AlarmCommand(Event, tag="alarm_command", kw_only=True):
+    """An operator's action on a machine's alarms (from the API or the dashboard).
+
+    It travels on the log, on the same topic as the scores the alarm stage acts on
+    (``fleet.alarm_input``), so the stage applies scores and commands in the one order the log
+    holds: a replay of the log gives the same alarms, acknowledgements included. ``ts`` is
+    *event* time — the sender stamps the latest event time it has seen for the machine — so a
+    command never moves a watermark past the data.
+    """
+
+    machine_id: Id
+    action: Literal["acknowledge", "clear", "silence", "unsilence"]
+    #: The alarm acted on (``acknowledge``, ``clear``); empty for ``silence``/``unsilence``.
+    alarm_id: str = ""
+    #: Who acts (required for ``acknowledge`` and ``clear``).
+    by: str = ""
+    #: ``silence``: the end of the silence, in event time.
+    until: Timestamp | None = None
+    note: str = ""
+
+
 class MaintenanceEvent(Event, tag="maintenance", kw_only=True):
     """Ground truth or work orders: failures, repairs, fault onsets, maintenance resets.
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from wearwatch.events import (
     Alarm,
+    AlarmCommand,
     AnomalyScore,
     DeadLetter,
     DriftDetected,
@@ -111,6 +112,10 @@ SCORES = Topic("fleet.scores", AnomalyScore, partitioned_by="machine_id")
 HEALTH = Topic("fleet.health", MachineHealth, partitioned_by="machine_id")
 #: Every alarm transition (raised, escalated, cleared, acknowledged...).
 ALARMS = Topic("fleet.alarms", Alarm, partitioned_by="machine_id")
+#: What the alarm stage acts on, in the order it must: the alarm window's anomaly scores
+#: (written by the fleet flow when run with ``alarm_input=true``) and operators' commands
+#: (written by the API). One topic, so acknowledgements replay in order with the scores.
+ALARM_INPUT = Topic("fleet.alarm_input", AnomalyScore | AlarmCommand, partitioned_by="machine_id")
 #: The fleet twin's ground truth (fault onsets, failures, repairs, sensor faults): labels for
 #: training and evaluation, never features.
 MAINTENANCE = Topic("fleet.maintenance", MaintenanceEvent, partitioned_by="asset_id")
@@ -138,6 +143,7 @@ TOPICS: dict[str, Topic] = {
         SCORES,
         HEALTH,
         ALARMS,
+        ALARM_INPUT,
         MAINTENANCE,
         FLEET_CONTROL,
         DEAD_LETTERS,

@@ -1,0 +1,1 @@
+"""``wearwatch up``: the whole plant on one machine — warm-up, supervised processes, resume."""

@@ -9,7 +9,7 @@ stuck or gone: :meth:`ComponentStatus.age_s` tells how long.
 >>> import tempfile
 >>> from pathlib import Path
 >>> d = Path(tempfile.mkdtemp())
->>> write_status(d, ComponentStatus(name="worker-fleet", kind="worker", pid=42,
+>>> _ = write_status(d, ComponentStatus(name="worker-fleet", kind="worker", pid=42,
 ...     updated_at=1000.0, counters={"events_in": 7}, lag={"fleet.readings": 3}))
 >>> [(s.name, s.counters["events_in"], s.total_lag) for s in read_statuses(d)]
 [('worker-fleet', 7, 3)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -94,6 +95,122 @@ def fleet(
             paced_s=paced_s,
         )
     _print(result, as_json, "wearwatch fleet benchmark (medians)")
+
+
+@app.command("api")
+def api(
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    connections: int = typer.Option(32, min=1, max=1024, help="concurrent connections (wrk -c)"),
+    duration: float = typer.Option(
+        10.0, callback=finite(1.0, 3600.0), help="seconds of each measured wrk run"
+    ),
+    rate: float = typer.Option(
+        2000.0, callback=finite(10.0, 1_000_000.0), help="offered requests/s of the latency run"
+    ),
+    machines: int = typer.Option(50, min=1, max=10_000, help="machines with a latest state"),
+    repeats: int = typer.Option(1, min=1, max=9, help="runs per measurement (medians)"),
+    seed: int = typer.Option(7, help="seed of the fleet the API serves"),
+    data_dir: Path | None = typer.Option(
+        None,
+        "--data-dir",
+        help="serve this prepared data directory (log.db + models/) instead of preparing one "
+        "in a temporary directory",
+    ),
+) -> None:
+    """One API process (`wearwatch serve --headless`) under Debian's wrk: per endpoint
+    (GET /predict/latest/{id}, GET /anomaly/latest/{id}, POST /anomaly), the capacity with
+    `--connections` connections flat out, and p50/p99 at an offered `--rate` (random delays, no
+    synchronised bursts) — beside a bare ASGI app on the same server stack, measured in the
+    same run. Target: p99 ≤ 10 ms at ≥ 2,000 requests/s."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from wearwatch.benchmarks.api import prepare_data_dir, run_api_benchmark
+
+    console = Console(stderr=True)
+    with tempfile.TemporaryDirectory(prefix="wearwatch-bench-api-") as tmp:
+        root = data_dir if data_dir is not None else Path(tmp)
+        if data_dir is None:
+            with console.status(f"preparing {machines} machines' scores and models…"):
+                ids, bodies = prepare_data_dir(root, machines, seed)
+        else:
+            ids, bodies = _prepared(root)
+        env = {**os.environ, "WEARWATCH_DATA_DIR": str(root), "WEARWATCH_BUS": ""}
+
+        def serve(port: int) -> subprocess.Popen:
+            command = [sys.executable, "-m", "wearwatch", "serve", "--headless"]
+            return subprocess.Popen(
+                [*command, "--port", str(port)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+
+        with console.status("measuring…") as status:
+            result = run_api_benchmark(
+                serve,
+                ids,
+                bodies,
+                connections=connections,
+                duration_s=duration,
+                rate=rate,
+                repeats=repeats,
+                on_step=lambda name: status.update(f"measuring {name}…"),
+            )
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    table = Table(title=f"API under wrk, {connections} connections (one API process)")
+    for col in ("endpoint", "capacity req/s", "vs bare stack", "req/s at rate", "p50 ms",
+                "p99 ms", "target met"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "endpoint" else "right")
+    ref = result["reference"]
+    table.add_row(
+        "bare ASGI app (reference)",
+        f"{ref['capacity']['requests_per_s']:,.0f}",
+        "1",
+        f"{ref['at_rate']['requests_per_s']:,.0f}",
+        f"{ref['at_rate']['p50_ms']:.2f}",
+        f"{ref['at_rate']['p99_ms']:.2f}",
+        "",
+    )
+    for name, row in result["endpoints"].items():
+        table.add_row(
+            name,
+            f"{row['capacity']['requests_per_s']:,.0f}",
+            f"{row['capacity_vs_reference']:.2f}",
+            f"{row['at_rate']['requests_per_s']:,.0f}",
+            f"{row['p50_ms']:.2f}",
+            f"{row['p99_ms']:.2f}",
+            "yes" if row["meets_target"] else "no",
+        )
+    Console().print(table)
+
+
+def _prepared(root: Path) -> tuple[list[str], list[str]]:
+    """Machine ids and POST /anomaly bodies from a prepared data directory's log."""
+    from wearwatch import topics
+    from wearwatch.bus.base import read_all
+    from wearwatch.bus.sqlite import SqliteLog
+    from wearwatch.cli.errors import fail
+    from wearwatch.events import FeatureVector, decode_event, encode
+
+    path = root / "log.db"
+    if not path.is_file():
+        fail(f"--data-dir {root}: no log.db in it (run without --data-dir to prepare one)")
+    log = SqliteLog(path)
+    last: dict[str, tuple[float, bytes]] = {}
+    for record in read_all(log, topics.FEATURES.name):
+        fv = decode_event(record.value, FeatureVector)
+        if fv.window_s >= last.get(fv.machine_id, (0.0, b""))[0]:  # the longest window's
+            last[fv.machine_id] = (fv.window_s, encode(fv))
+    log.close()
+    if not last:
+        fail(f"--data-dir {root}: no feature vectors on {topics.FEATURES.name}")
+    ids = sorted(last)
+    return ids, [last[m][1].decode() for m in ids]
 
 
 @app.command("learners")

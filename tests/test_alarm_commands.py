@@ -518,3 +518,127 @@ def test_sigkill_the_alarm_worker_gives_the_uninterrupted_alarms(
     assert actual == expected  # same alarms, same per-machine order
     assert actual_letters == expected_letters
     assert len(actual_rids) == len(set(actual_rids)) == len(expected_rids)
+
+
+# -- wearwatch alarms ------------------------------------------------------------------------
+
+
+def cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp: Path, *args: str
+) -> tuple[int, str, str]:
+    """``wearwatch ARGS`` in this process (the real entry point, its one-line errors)."""
+    from wearwatch.cli import main
+    from wearwatch.config import get_settings
+
+    monkeypatch.setenv("WEARWATCH_DATA_DIR", str(tmp / "data"))
+    monkeypatch.setattr(sys, "argv", ["wearwatch", *args])
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main()
+    finally:
+        get_settings.cache_clear()
+    out = capsys.readouterr()
+    return int(exited.value.code or 0), out.out, out.err
+
+
+def scores_log(path: Path) -> str:
+    """An embedded log whose alarm input holds fan-001's scores up to T0 + 90 s."""
+    log = SqliteLog(path)
+    log.create_topic(topics.ALARM_INPUT.name, 2)
+    log.produce([_score_record(score(t, t in (0, 30))) for t in (0, 30, 60, 90)])
+    log.produce([_score_record(score(120, False, "pump-002"))])
+    log.close()
+    return f"sqlite:///{path}"
+
+
+def sent(path: Path) -> list[AlarmCommand]:
+    log = SqliteLog(path)
+    out = [
+        decode_event(r.value, AlarmCommand)
+        for r in read_all(log, topics.ALARM_INPUT.name)
+        if b'"alarm_command"' in r.value
+    ]
+    log.close()
+    return out
+
+
+def test_the_cli_sends_commands_stamped_with_the_machines_event_time(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Each command lands on fleet.alarm_input with the machine's latest event time there (not
+    another machine's, not the wall clock); the fleet-alarms flow then applies them."""
+    bus = scores_log(tmp_path / "log.db")
+    runs = [
+        ["alarms", "ack", A1, "--by", "ann", "--note", "on it"],
+        ["alarms", "silence", M, "--until", "2h", "--by", "ann"],
+        ["alarms", "silence", M, "--until", "2026-01-01T05:00:00+01:00"],
+        ["alarms", "unsilence", M],
+        ["alarms", "clear", A1, "--by", "bob"],
+    ]
+    for args in runs:
+        code, out, err = cli(monkeypatch, capsys, tmp_path, *args, "--bus", bus)
+        assert (code, err) == (0, ""), err
+        assert out.startswith("sent: ") and "at event time 2026-01-01T00:01:30+00:00" in out
+    at = utc(T0 + 90.0)
+    assert sent(tmp_path / "log.db") == [
+        AlarmCommand(ts=at, machine_id=M, action="acknowledge", alarm_id=A1, by="ann",
+                     note="on it"),
+        AlarmCommand(ts=at, machine_id=M, action="silence", by="ann", until=utc(T0 + 7290.0)),
+        AlarmCommand(ts=at, machine_id=M, action="silence", until=utc(T0 + 4 * 3600.0)),
+        AlarmCommand(ts=at, machine_id=M, action="unsilence"),
+        AlarmCommand(ts=at, machine_id=M, action="clear", alarm_id=A1, by="bob"),
+    ]  # fmt: skip
+    # ... and the alarm stage applies them, in log order, after the scores
+    from wearwatch.runtime.flow_worker import FlowWorker
+    from wearwatch.runtime.worker import WorkerOptions
+
+    options = WorkerOptions(exit_when_idle=True, poll_timeout_s=0.0, checkpoint_key="k" * 64)
+    flow = fleet_alarms_flow(AlarmConfig(quiet_s=600.0))
+    FlowWorker(lambda: SqliteLog(tmp_path / "log.db"), flow, "alarms", options).run(
+        install_signals=False
+    )
+    log = SqliteLog(tmp_path / "log.db")
+    alarms = [decode_event(r.value, Alarm) for r in read_all(log, topics.ALARMS.name)]
+    log.close()
+    assert [(a.ts.timestamp() - T0, a.transition, a.ack_by, a.reason) for a in alarms] == [
+        (0.0, "raised", "", WHY),
+        (60.0, "recovering", "", "evidence below watch"),
+        (90.0, "acknowledged", "ann", "acknowledged by ann"),
+        (90.0, "silenced", "ann", "silenced until 2026-01-01T02:01:30+00:00"),
+        (90.0, "silenced", "ann", "silenced until 2026-01-01T04:00:00+00:00"),
+        (90.0, "unsilenced", "ann", "silence ended"),
+        (90.0, "cleared", "ann", "cleared by bob"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["ack", "fan-001", "--by", "ann"], ["ALARM_ID 'fan-001'", "<machine>/<type>/<n>"]),
+        (["clear", "fan-001/machine/0", "--by", "ann"], ["ALARM_ID 'fan-001/machine/0'"]),
+        (["ack", A1, "--by", "  "], ["--by '  '", "non-empty name"]),
+        (["ack", A1], ["Missing option '--by'"]),
+        (["silence", M, "--until", "ten"], ["--until", "duration 'ten'"]),
+        (["silence", M, "--until", "2026-01-01T05:00"], ["--until", "UTC offset"]),
+        (["silence", M, "--until", "2025-12-31T00:00:00Z"], ["--until", "must be after"]),
+        (["silence", M, "--until", "2026-13-01T00:00:00Z"], ["--until", "ISO time"]),
+        (["silence", "nope", "--until", "1h"], ["machine 'nope'", "no scores"]),
+        (["ack", "nope/machine/1", "--by", "ann"], ["machine 'nope'", "no scores"]),
+    ],
+    ids=lambda v: " ".join(v)[:40] if isinstance(v, list) else None,
+)
+def test_bad_cli_input_is_one_line_naming_the_option(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    args: list[str],
+    names: list[str],
+) -> None:
+    bus = scores_log(tmp_path / "log.db")
+    code, _, err = cli(monkeypatch, capsys, tmp_path, "alarms", *args, "--bus", bus)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    assert sent(tmp_path / "log.db") == []  # nothing was sent

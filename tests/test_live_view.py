@@ -662,6 +662,51 @@ def test_a_subscriber_that_raises_is_removed_and_counted_and_the_view_goes_on() 
     assert view.latest_health("m1") == health[-1]
 
 
+class FlakyLog(MemoryLog):
+    """A log whose first ``failures`` reads fail, as a broker outage does."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(default_partitions=2)
+        self.failures = failures
+
+    def read(self, topic: str, partition: int, start: int, max_records: int) -> list[Any]:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("broker kafka://h:9092 unreachable")
+        return super().read(topic, partition, start, max_records)
+
+
+def test_the_polling_thread_outlives_log_errors_and_catches_up() -> None:
+    import threading
+
+    log = FlakyLog(failures=3)
+    HEALTH.create(log)
+    health = [
+        MachineHealth(ts=utc(T0 + k), machine_id=m, risk=0.0, risk_level="low", health=float(k))
+        for k in range(5)
+        for m in MACHINES
+    ]
+    produce(log, health)
+    view = LiveView(log)
+    stop = threading.Event()
+    follower = threading.Thread(target=view.run, args=(stop, 0.01))
+    follower.start()
+    deadline = time.monotonic() + 30.0
+    while view.counts().get(HEALTH.name, 0) < len(health) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    follower.join(timeout=30.0)
+    assert view.counts()[HEALTH.name] == len(health) and view.counts()["poll_errors"] == 3
+    assert view.last_error == "" and not follower.is_alive()
+    assert [view.latest_health(m) for m in MACHINES] == health[-3:]
+
+
+def test_the_default_learner_is_the_one_the_mill_router_serves() -> None:
+    from wearwatch.pipelines.mill.pipeline import MillPipelineConfig
+
+    assert LiveView(MemoryLog()).learner == MillPipelineConfig().default_learner
+
+
 def test_cleared_alarms_are_bounded_and_open_ones_always_kept() -> None:
     log = make_log(partitions=1)
     stream = []

@@ -121,7 +121,7 @@ class MachineSummary(msgspec.Struct, frozen=True, kw_only=True):
     open_alarms: int = 0
     #: The highest severity among open (not cleared) alarms; ``""`` when none is open.
     worst_alarm: str = ""
-    #: The latest event time seen for the machine on any topic the view reads.
+    #: The latest event time of the machine's features, scores, health and alarms.
     event_time: datetime | None = None
     #: ``anomaly`` and ``risk``: the model versions behind the latest score and health.
     model_versions: dict[str, str] = {}
@@ -228,7 +228,9 @@ class LiveView:
         self._truth: dict[str, deque[MaintenanceEvent]] = {}
         self._lines: dict[str, _Line] = {}
         self._wear: deque[tuple[datetime, float]] = deque(maxlen=outcomes)
-        self._counts: dict[str, int] = {"undecodable": 0, "subscriber_errors": 0}
+        self._counts: dict[str, int] = {"undecodable": 0, "subscriber_errors": 0, "poll_errors": 0}
+        #: The last poll error :meth:`run` met, ``""`` once a poll succeeds again.
+        self.last_error = ""
         self._subscribers: list[Subscriber] = []
         self._started = False
 
@@ -270,9 +272,23 @@ class LiveView:
             return read
 
     def run(self, stop: threading.Event, interval_s: float = 0.2) -> None:
-        """Poll until ``stop`` is set, pausing ``interval_s`` whenever caught up."""
+        """Poll until ``stop`` is set, pausing ``interval_s`` whenever caught up.
+
+        A poll that fails (the log unreachable, a broker outage) is counted (``poll_errors``),
+        its error kept in :attr:`last_error`, and retried after ``interval_s``: the API keeps
+        serving the last state it has, and catches up once the log answers again.
+        """
         while not stop.is_set():
-            if self.poll() == 0:
+            try:
+                read = self.poll()
+            except Exception as exc:  # the reader must outlive a log outage
+                with self._lock:
+                    self._counts["poll_errors"] += 1
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                read = 0
+            else:
+                self.last_error = ""
+            if read == 0:
                 stop.wait(interval_s)
 
     def _backlog(self) -> list[tuple[Topic, int, int]]:
@@ -582,7 +598,7 @@ class LiveView:
 
     def counts(self) -> dict[str, int]:
         """Events applied per topic, ``undecodable`` items skipped, dead letters per source
-        topic (``dead_letters:<topic>``) and ``subscriber_errors``."""
+        topic (``dead_letters:<topic>``), ``subscriber_errors`` and ``poll_errors``."""
         with self._lock:
             return dict(self._counts)
 

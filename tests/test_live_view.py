@@ -529,6 +529,25 @@ def test_a_restarted_view_shows_the_latest_state_of_one_that_followed_from_the_s
         assert restarted.latest_health_json(m) == followed.latest_health_json(m) is not None
 
 
+def test_lag_counts_what_the_last_poll_saw_and_left_unread() -> None:
+    log = make_log(partitions=2)
+    produce(
+        log,
+        [
+            MachineHealth(
+                ts=utc(T0 + k), machine_id=MACHINES[k % 3], risk=0.0, risk_level="low", health=1.0
+            )
+            for k in range(9)
+        ],
+    )
+    view = LiveView(log)
+    assert view.lag() == {}
+    assert view.poll(max_records=4) == 4
+    assert view.lag() == {t.name: 5 if t is HEALTH else 0 for t in VIEW_TOPICS}
+    drain(view)
+    assert set(view.lag().values()) == {0}
+
+
 def test_a_topic_created_after_the_start_is_read_from_its_beginning() -> None:
     log = MemoryLog()
     view = LiveView(log, tail_records=1)

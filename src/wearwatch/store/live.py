@@ -285,6 +285,8 @@ class LiveView:
         self._poll_lock = threading.Lock()
         #: Next offset to read, per topic and partition (a topic is absent until it exists).
         self._positions: dict[str, dict[int, int]] = {}
+        #: The end offsets the last poll saw, per topic and partition.
+        self._ends: dict[str, dict[int, int]] = {}
         self._machines: dict[str, _Machine] = {}
         #: Latest snapshot per alarm id; cleared ones also in ``_cleared`` (eviction order).
         self._alarms: dict[str, Alarm] = {}
@@ -361,6 +363,7 @@ class LiveView:
         ends = {t.name: self.log.end_offsets(t.name) for t in VIEW_TOPICS if t.name in existing}
         out: list[tuple[Topic, int, int]] = []
         with self._lock:
+            self._ends = ends
             for topic in VIEW_TOPICS:
                 if topic.name not in ends:
                     continue
@@ -667,6 +670,17 @@ class LiveView:
         topic (``dead_letters:<topic>``), ``subscriber_errors`` and ``poll_errors``."""
         with self._lock:
             return dict(self._counts)
+
+    def lag(self) -> dict[str, int]:
+        """Per topic, the records the view has not applied yet of those the last poll saw at
+        the end of the log (summed over partitions); 0 everywhere once caught up."""
+        with self._lock:
+            return {
+                topic: sum(
+                    max(0, end - self._positions[topic].get(p, 0)) for p, end in ends.items()
+                )
+                for topic, ends in self._ends.items()
+            }
 
     def positions(self) -> dict[str, dict[int, int]]:
         """The next offset the view reads, per topic and partition."""

@@ -124,6 +124,7 @@ def parse_wrk(output: str) -> dict[str, Any]:
     """requests/s, p50/p90/p99 (ms), requests, errors from ``wrk --latency`` output.
 
     >>> out = '''Running 5s test @ http://127.0.0.1:1/x
+    ...     Latency     1.16ms    2.10ms  50.00ms   90.50%
     ...   Latency Distribution
     ...      50%  510.00us
     ...      75%    1.10ms
@@ -139,7 +140,7 @@ def parse_wrk(output: str) -> dict[str, Any]:
     """
 
     def grab(pattern: str) -> str:
-        match = re.search(pattern, output)
+        match = re.search(pattern, output, re.MULTILINE)
         if match is None:
             raise ValueError(f"wrk output has no {pattern!r}:\n{output}")
         return match.group(1)
@@ -156,9 +157,9 @@ def parse_wrk(output: str) -> dict[str, Any]:
         errors += sum(int(g) for g in socket_errors.groups())
     return {
         "requests_per_s": float(grab(r"Requests/sec:\s+([\d.]+)")),
-        "p50_ms": _ms(grab(r"50%\s+(\S+)")),
-        "p90_ms": _ms(grab(r"90%\s+(\S+)")),
-        "p99_ms": _ms(grab(r"99%\s+(\S+)")),
+        "p50_ms": _ms(grab(r"^\s+50%\s+(\S+)$")),
+        "p90_ms": _ms(grab(r"^\s+90%\s+(\S+)$")),
+        "p99_ms": _ms(grab(r"^\s+99%\s+(\S+)$")),
         "requests": int(grab(r"(\d+) requests in")),
         "errors": errors,
     }
@@ -196,8 +197,11 @@ def run_wrk(
         )
     finally:
         os.unlink(path)
-    if done.returncode != 0:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
+    if done.returncode != 0 or "Requests/sec" not in done.stdout:
+        raise RuntimeError(
+            f"wrk failed ({done.returncode}) against {url}: {done.stderr.strip()[:500]}"
+            f"{done.stdout.strip()[:500]}"
+        )
     return parse_wrk(done.stdout)
 
 

@@ -793,3 +793,19 @@ def test_an_acknowledgement_through_the_api_is_applied_by_the_alarm_stage(tmp_pa
         assert alarm["ack_at"] == "2026-01-01T00:02:00Z"
     platform.close()
     log.close()
+
+
+def test_a_configured_machine_not_seen_yet_is_known_but_has_no_data(tmp_path: Path) -> None:
+    """``machines=8`` over a 6-machine log: the twin's ids 7 and 8 are the fleet's (commands
+    go through, features are empty) but have no health yet; 9 is unknown."""
+    data = H.prepared()
+    platform = _platform(tmp_path, data.log_path, data.registry_dir, machines=8)
+    ids = platform.machine_ids()
+    assert len(ids) == 8 and {"compressor-007", "fan-008"} <= set(ids)
+    with TestClient(create_app(platform, dashboard=False)) as client:
+        r = client.get("/predict/latest/fan-008")
+        assert (r.status_code, r.json()["detail"]) == (404, "machine 'fan-008' has no health yet")
+        assert client.get("/machines/fan-008/features").json() == []
+        r = client.get("/predict/latest/pump-009")
+        assert (r.status_code, r.json()["detail"]) == (404, "unknown machine 'pump-009'")
+    platform.close()

@@ -529,6 +529,45 @@ def test_a_restarted_view_shows_the_latest_state_of_one_that_followed_from_the_s
         assert restarted.latest_health_json(m) == followed.latest_health_json(m) is not None
 
 
+def test_lag_counts_what_the_last_poll_saw_and_left_unread() -> None:
+    log = make_log(partitions=2)
+    produce(
+        log,
+        [
+            MachineHealth(
+                ts=utc(T0 + k), machine_id=MACHINES[k % 3], risk=0.0, risk_level="low", health=1.0
+            )
+            for k in range(9)
+        ],
+    )
+    view = LiveView(log)
+    assert view.lag() == {}
+    assert view.poll(max_records=4) == 4
+    assert view.lag() == {t.name: 5 if t is HEALTH else 0 for t in VIEW_TOPICS}
+    drain(view)
+    assert set(view.lag().values()) == {0}
+
+
+def test_catch_up_applies_what_the_log_holds_and_subscribers_then_hear_only_new_records() -> None:
+    log = make_log(partitions=2)
+    health = [
+        MachineHealth(
+            ts=utc(T0 + k), machine_id=MACHINES[k % 3], risk=0.0, risk_level="low", health=float(k)
+        )
+        for k in range(24)
+    ]
+    produce(log, health[:20])
+    view = LiveView(log)
+    assert view.catch_up(max_records=3) == 20
+    assert set(view.lag().values()) == {0} and view.counts()[HEALTH.name] == 20
+    heard: list[bytes] = []
+    view.subscribe(lambda kind, payload: heard.append(payload))
+    produce(log, health[20:])
+    assert view.catch_up() == 4
+    assert sorted(heard) == sorted(encode(h) for h in health[20:])
+    assert view.catch_up() == 0
+
+
 def test_a_topic_created_after_the_start_is_read_from_its_beginning() -> None:
     log = MemoryLog()
     view = LiveView(log, tail_records=1)
@@ -662,6 +701,51 @@ def test_a_subscriber_that_raises_is_removed_and_counted_and_the_view_goes_on() 
     assert view.latest_health("m1") == health[-1]
 
 
+class FlakyLog(MemoryLog):
+    """A log whose first ``failures`` reads fail, as a broker outage does."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(default_partitions=2)
+        self.failures = failures
+
+    def read(self, topic: str, partition: int, start: int, max_records: int) -> list[Any]:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("broker kafka://h:9092 unreachable")
+        return super().read(topic, partition, start, max_records)
+
+
+def test_the_polling_thread_outlives_log_errors_and_catches_up() -> None:
+    import threading
+
+    log = FlakyLog(failures=3)
+    HEALTH.create(log)
+    health = [
+        MachineHealth(ts=utc(T0 + k), machine_id=m, risk=0.0, risk_level="low", health=float(k))
+        for k in range(5)
+        for m in MACHINES
+    ]
+    produce(log, health)
+    view = LiveView(log)
+    stop = threading.Event()
+    follower = threading.Thread(target=view.run, args=(stop, 0.01))
+    follower.start()
+    deadline = time.monotonic() + 30.0
+    while view.counts().get(HEALTH.name, 0) < len(health) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    follower.join(timeout=30.0)
+    assert view.counts()[HEALTH.name] == len(health) and view.counts()["poll_errors"] == 3
+    assert view.last_error == "" and not follower.is_alive()
+    assert [view.latest_health(m) for m in MACHINES] == health[-3:]
+
+
+def test_the_default_learner_is_the_one_the_mill_router_serves() -> None:
+    from wearwatch.pipelines.mill.pipeline import MillPipelineConfig
+
+    assert LiveView(MemoryLog()).learner == MillPipelineConfig().default_learner
+
+
 def test_cleared_alarms_are_bounded_and_open_ones_always_kept() -> None:
     log = make_log(partitions=1)
     stream = []
@@ -762,3 +846,57 @@ def test_real_twin_and_worker_output_is_folded_while_the_workers_run(tmp_path: P
     assert len(view.mill_wear()) == 300 and view.counts()["undecodable"] == 0
     assert Counter(heard) == {"alarm": 1, "outcome": 300, "health": len(ref.of_type(HEALTH))}
     assert_matches(view, ref, fleet.machine_ids, ref.line_names())
+
+
+def test_the_view_folds_a_kafka_log_too(kafka_url: str) -> None:
+    """The same reads on the Kafka backend (machines of their own: the broker is shared by
+    the session's tests, which may write these topics too)."""
+    import secrets
+
+    from wearwatch.bus.kafka import KafkaLog
+
+    log = KafkaLog(kafka_url)
+    try:
+        for topic in (HEALTH, ALARMS, MILL_OUTCOMES):
+            topic.create(log)
+        tag = secrets.token_hex(4)
+        machines = [f"kv-{tag}-{i}" for i in range(3)]
+        stream: list[Any] = []
+        for k in range(6):
+            for m in machines:
+                ts = utc(T0 + k)
+                stream.append(
+                    MachineHealth(
+                        ts=ts, machine_id=m, risk=k / 10, risk_level="low", health=90.0 - k
+                    )
+                )
+                stream.append(
+                    Alarm(
+                        ts=ts,
+                        alarm_id=f"{m}/machine/1",
+                        machine_id=m,
+                        alarm_type="machine",
+                        severity=SEVERITIES[1 + k % 4],
+                        status="active",
+                        transition="raised",
+                        raised_at=utc(T0),
+                    )
+                )
+        log.produce(
+            OutRecord(TOPIC_OF[type(e)].name, TOPIC_OF[type(e)].key_of(e).encode(), encode(e))
+            for e in stream
+        )
+        log.flush()
+        view = LiveView(log)
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline:
+            view.poll()
+            if all(view.latest_health(m) == stream[-6 + 2 * i] for i, m in enumerate(machines)):
+                break
+            time.sleep(0.1)
+        for i, m in enumerate(machines):
+            assert view.latest_health_json(m) == encode(stream[-6 + 2 * i])
+            assert view.alarms(machine_id=m) == [stream[-5 + 2 * i]]
+            assert view.machine(m).worst_alarm == SEVERITIES[1 + 5 % 4]
+    finally:
+        log.close()

@@ -42,6 +42,7 @@ the GIL), so the API's hot endpoints never wait for a poll.
 from __future__ import annotations
 
 import threading
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -121,7 +122,7 @@ class MachineSummary(msgspec.Struct, frozen=True, kw_only=True):
     open_alarms: int = 0
     #: The highest severity among open (not cleared) alarms; ``""`` when none is open.
     worst_alarm: str = ""
-    #: The latest event time seen for the machine on any topic the view reads.
+    #: The latest event time of the machine's features, scores, health and alarms.
     event_time: datetime | None = None
     #: ``anomaly`` and ``risk``: the model versions behind the latest score and health.
     model_versions: dict[str, str] = {}
@@ -150,6 +151,69 @@ class LineSummary(msgspec.Struct, frozen=True, kw_only=True):
     last_ts: datetime | None = None
 
 
+class FeatureRing:
+    """The last ``maxlen`` feature vectors of one machine and window, stored compactly.
+
+    A vector is ~2 KB as a Struct (35 features in a dict); here it is its time, its feature
+    names (one tuple shared by every vector with the same names) and its values as a float
+    array, ~0.5 KB: 200 machines × 2 windows × 720 vectors fit in ~150 MB rather than ~600.
+    Reading rebuilds equal FeatureVectors.
+
+    >>> from wearwatch.events import utc
+    >>> ring = FeatureRing(2)
+    >>> for k in range(3):
+    ...     ring.append(FeatureVector(ts=utc(k), machine_id="p1", window_s=5.0,
+    ...                               features={"vib.mean": k + 0.5, "vib.max": 2.0}))
+    >>> [(v.ts.second, v.features) for v in ring.vectors("p1", 5.0)]
+    [(1, {'vib.mean': 1.5, 'vib.max': 2.0}), (2, {'vib.mean': 2.5, 'vib.max': 2.0})]
+    """
+
+    __slots__ = ("_names", "rows")
+
+    #: Distinct name tuples interned per ring before the table is reset (bounds odd input).
+    MAX_NAME_SETS = 64
+
+    def __init__(self, maxlen: int) -> None:
+        self.rows: deque[tuple[datetime, tuple[str, ...], array[float]]] = deque(maxlen=maxlen)
+        self._names: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def append(self, vector: FeatureVector) -> None:
+        names = tuple(vector.features)
+        shared = self._names.get(names)
+        if shared is None:
+            if len(self._names) >= self.MAX_NAME_SETS:
+                self._names.clear()
+            shared = self._names[names] = names
+        self.rows.append((vector.ts, shared, array("d", vector.features.values())))
+
+    def vectors(
+        self, machine_id: str, window_s: float, since: datetime | None = None
+    ) -> list[FeatureVector]:
+        """The vectors kept, oldest first; ``since``: only those with ``ts`` after it."""
+        return _vectors(list(self.rows), machine_id, window_s, since)
+
+
+def _vectors(
+    rows: list[tuple[datetime, tuple[str, ...], array[float]]],
+    machine_id: str,
+    window_s: float,
+    since: datetime | None,
+) -> list[FeatureVector]:
+    return [
+        FeatureVector(
+            ts=ts,
+            machine_id=machine_id,
+            window_s=window_s,
+            features=dict(zip(names, values, strict=True)),
+        )
+        for ts, names, values in rows
+        if since is None or ts > since
+    ]
+
+
 @dataclass
 class _Machine:
     """What the view keeps for one machine."""
@@ -160,7 +224,7 @@ class _Machine:
     health_json: bytes | None = None
     event_time: datetime | None = None
     scores: deque[AnomalyScore] = field(default_factory=deque)
-    features: dict[float, deque[FeatureVector]] = field(default_factory=dict)
+    features: dict[float, FeatureRing] = field(default_factory=dict)
     history: deque[Alarm] = field(default_factory=deque)
     #: Open alarms (latest snapshot not cleared), by id.
     open: dict[str, Alarm] = field(default_factory=dict)
@@ -221,6 +285,8 @@ class LiveView:
         self._poll_lock = threading.Lock()
         #: Next offset to read, per topic and partition (a topic is absent until it exists).
         self._positions: dict[str, dict[int, int]] = {}
+        #: The end offsets the last poll saw, per topic and partition.
+        self._ends: dict[str, dict[int, int]] = {}
         self._machines: dict[str, _Machine] = {}
         #: Latest snapshot per alarm id; cleared ones also in ``_cleared`` (eviction order).
         self._alarms: dict[str, Alarm] = {}
@@ -228,7 +294,9 @@ class LiveView:
         self._truth: dict[str, deque[MaintenanceEvent]] = {}
         self._lines: dict[str, _Line] = {}
         self._wear: deque[tuple[datetime, float]] = deque(maxlen=outcomes)
-        self._counts: dict[str, int] = {"undecodable": 0, "subscriber_errors": 0}
+        self._counts: dict[str, int] = {"undecodable": 0, "subscriber_errors": 0, "poll_errors": 0}
+        #: The last poll error :meth:`run` met, ``""`` once a poll succeeds again.
+        self.last_error = ""
         self._subscribers: list[Subscriber] = []
         self._started = False
 
@@ -269,10 +337,42 @@ class LiveView:
                 backlog = still
             return read
 
+    def catch_up(self, max_records: int = 5000) -> int:
+        """Poll until the view has applied every record the log held when called (at start:
+        the tail); returns how many records were read. The API calls it before serving, so
+        its first answers are the latest state and subscribers hear only new records."""
+        existing = self.log.topics()
+        target = {t.name: self.log.end_offsets(t.name) for t in VIEW_TOPICS if t.name in existing}
+        total = 0
+        while read := self.poll(max_records):
+            total += read
+            with self._lock:
+                if all(
+                    self._positions.get(topic, {}).get(p, 0) >= end
+                    for topic, ends in target.items()
+                    for p, end in ends.items()
+                ):
+                    break
+        return total
+
     def run(self, stop: threading.Event, interval_s: float = 0.2) -> None:
-        """Poll until ``stop`` is set, pausing ``interval_s`` whenever caught up."""
+        """Poll until ``stop`` is set, pausing ``interval_s`` whenever caught up.
+
+        A poll that fails (the log unreachable, a broker outage) is counted (``poll_errors``),
+        its error kept in :attr:`last_error`, and retried after ``interval_s``: the API keeps
+        serving the last state it has, and catches up once the log answers again.
+        """
         while not stop.is_set():
-            if self.poll() == 0:
+            try:
+                read = self.poll()
+            except Exception as exc:  # the reader must outlive a log outage
+                with self._lock:
+                    self._counts["poll_errors"] += 1
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                read = 0
+            else:
+                self.last_error = ""
+            if read == 0:
                 stop.wait(interval_s)
 
     def _backlog(self) -> list[tuple[Topic, int, int]]:
@@ -281,6 +381,7 @@ class LiveView:
         ends = {t.name: self.log.end_offsets(t.name) for t in VIEW_TOPICS if t.name in existing}
         out: list[tuple[Topic, int, int]] = []
         with self._lock:
+            self._ends = ends
             for topic in VIEW_TOPICS:
                 if topic.name not in ends:
                     continue
@@ -320,7 +421,7 @@ class LiveView:
             m = self._machine(event.machine_id, event.ts)
             ring = m.features.get(event.window_s)
             if ring is None:
-                ring = m.features[event.window_s] = deque(maxlen=self.history)
+                ring = m.features[event.window_s] = FeatureRing(self.history)
             ring.append(event)
         elif isinstance(event, AnomalyScore):
             m = self._machine(event.machine_id, event.ts)
@@ -409,7 +510,8 @@ class LiveView:
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call ``callback(kind, json_bytes)`` from the polling thread for every Alarm
         (``"alarm"``), PassOutcome (``"outcome"``) and MachineHealth (``"health"``) applied
-        from now on, once each, in log order. A callback that raises is removed (counted as
+        from now on, once each, in log order (subscribe after :meth:`catch_up` to hear only
+        new records, not the start-up tail). A callback that raises is removed (counted as
         ``subscriber_errors``); it never stops the view. Returns the unsubscribe function."""
         with self._lock:
             self._subscribers.append(callback)
@@ -474,10 +576,12 @@ class LiveView:
     ) -> list[FeatureVector]:
         """The machine's last ``history`` feature vectors of one window size, oldest first;
         ``since``: only those with ``ts`` after it."""
+        window_s = float(window_s)
         with self._lock:
             m = self._machines.get(machine_id)
-            ring = None if m is None else m.features.get(float(window_s))
-            return _after(ring, since)
+            ring = None if m is None else m.features.get(window_s)
+            rows = [] if ring is None else list(ring.rows)
+        return _vectors(rows, machine_id, window_s, since)  # built outside the lock
 
     def window_sizes(self, machine_id: str) -> list[float]:
         """The feature window sizes (s) seen for a machine, ascending."""
@@ -582,9 +686,20 @@ class LiveView:
 
     def counts(self) -> dict[str, int]:
         """Events applied per topic, ``undecodable`` items skipped, dead letters per source
-        topic (``dead_letters:<topic>``) and ``subscriber_errors``."""
+        topic (``dead_letters:<topic>``), ``subscriber_errors`` and ``poll_errors``."""
         with self._lock:
             return dict(self._counts)
+
+    def lag(self) -> dict[str, int]:
+        """Per topic, the records the view has not applied yet of those the last poll saw at
+        the end of the log (summed over partitions); 0 everywhere once caught up."""
+        with self._lock:
+            return {
+                topic: sum(
+                    max(0, end - self._positions[topic].get(p, 0)) for p, end in ends.items()
+                )
+                for topic, ends in self._ends.items()
+            }
 
     def positions(self) -> dict[str, dict[int, int]]:
         """The next offset the view reads, per topic and partition."""

@@ -681,6 +681,8 @@ def test_health_and_metrics_report_the_components_status_files(own) -> None:
         _events(platform, topics.HEALTH.name, MachineHealth)
     )
     assert {m["family"]: m["served"] for m in health["models"]}["risk"] == "risk@v0001"
+    assert health["view_error"] == "" and set(health["view_lag"].values()) == {0}
+    assert health["view"]["fleet.health"] == health["log"]["topics"]["fleet.health"]
     machine = platform.machine_ids()[0]
     client.get(f"/machines/{machine}")
     client.get("/machines/pump-999")
@@ -697,6 +699,7 @@ def test_health_and_metrics_report_the_components_status_files(own) -> None:
         'wearwatch_component_up{component="twin-mill",kind="twin",state="running"} 0.0',
         'wearwatch_model_served{family="anomaly",version="v0001"} 1.0',
         'wearwatch_model_current_version{family="risk"} 1.0',
+        'wearwatch_api_view_lag{topic="fleet.scores"} 0.0',
         f'{LATENCY}_count{{{MACHINE_ROUTE},status="200"}} 1.0',
         f'{LATENCY}_count{{{MACHINE_ROUTE},status="404"}} 1.0',
     ):

@@ -114,6 +114,14 @@ class StatusCollector(Collector):
         for topic, count in sorted(self.platform.view.counts().items()):
             view.add_metric([topic], count)
         yield view
+        behind = GaugeMetricFamily(
+            "wearwatch_api_view_lag",
+            "Records the API's read model has yet to apply",
+            labels=["topic"],
+        )
+        for topic, count in sorted(self.platform.view.lag().items()):
+            behind.add_metric([topic], count)
+        yield behind
 
     def _models(self) -> Iterator[Metric]:
         served = GaugeMetricFamily(

@@ -155,8 +155,7 @@ class Platform:
         """Catch the view up with the log, then keep it polling in a daemon thread."""
         if self._thread is not None:
             return
-        while self.view.poll() > 0:
-            pass
+        self.view.catch_up()
         self._stop.clear()
         self._thread = threading.Thread(
             target=self.view.run, args=(self._stop,), name="live-view", daemon=True

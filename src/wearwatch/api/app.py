@@ -19,6 +19,7 @@ from wearwatch import __version__
 from wearwatch.api import (
     alarms,
     errors,
+    fastpath,
     fleet,
     health,
     ingest,
@@ -58,8 +59,10 @@ TAGS = [
 ]
 
 
-def create_app(platform: Platform, *, dashboard: bool = True) -> FastAPI:
-    """The API (and the dashboard) over ``platform``."""
+def create_app(platform: Platform, *, dashboard: bool = True, hot_paths: bool = True) -> FastAPI:
+    """The API (and the dashboard) over ``platform``. ``hot_paths=False`` leaves the hot
+    endpoints to their routes (:mod:`wearwatch.api.fastpath` must answer exactly as they do:
+    its tests compare the two)."""
     app = FastAPI(
         title="wearwatch",
         version=__version__,
@@ -70,6 +73,9 @@ def create_app(platform: Platform, *, dashboard: bool = True) -> FastAPI:
     app.state.token = platform.config.token
     registry = CollectorRegistry(auto_describe=True)
     registry.register(metrics.StatusCollector(platform))
+    # Added first, so it runs inside the request metrics: its answers are measured too.
+    if hot_paths:
+        app.add_middleware(fastpath.HotPaths, platform=platform)
     app.add_middleware(metrics.RequestMetrics, histogram=metrics.request_histogram(registry))
     errors.install(app)
     for module in (health, models, fleet, alarms, rul, mill, twins, ingest, live):

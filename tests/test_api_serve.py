@@ -79,7 +79,7 @@ def test_serve_binds_loopback_answers_health_keeps_the_token_out_and_stops_on_si
     }
     env.pop("WEARWATCH_API_HOST", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wearwatch", "serve", "--headless"],
+        [sys.executable, "-m", "wearwatch", "serve", "--headless", "--access-log"],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,

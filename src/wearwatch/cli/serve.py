@@ -65,6 +65,15 @@ def register(app: typer.Typer) -> None:
                 "--status-dir", help="components' status files (default: DATA/run/status)"
             ),
         ] = None,
+        access_log: Annotated[
+            bool,
+            typer.Option(
+                "--access-log/--no-access-log",
+                help="one log line per request (off by default: /metrics has every route's "
+                "request latency, and the line costs about a third of the hot endpoints' "
+                "capacity — see wearwatch bench api)",
+            ),
+        ] = False,
     ) -> None:
         """Serve the API (and the dashboard) over the configured log and model registry."""
         from wearwatch.api.app import create_app
@@ -96,6 +105,7 @@ def register(app: typer.Typer) -> None:
                 port=port or settings.api_port,
                 timeout_graceful_shutdown=GRACE_S,
                 log_level="info",
+                access_log=access_log,
             )
             redact_logs(token)  # after uvicorn configured its loggers
             _Server(server_config).run()

@@ -99,7 +99,8 @@ def sensor_trend(sensor: str, unit: str, iso_class: str | None) -> dict[str, Any
     if iso_class is not None:
         # from 0, and tall enough to show where zone D starts whatever the data
         cd = ISO_10816_ZONES[iso_class][2]
-        chart["yAxis"] |= {"min": 0, ":max": f"v => Math.ceil(Math.max(v.max * 1.1, {cd * 1.05:.3f}))"}
+        top = f"v => Math.ceil(Math.max(v.max * 1.1, {cd * 1.05:.3f}))"
+        chart["yAxis"] |= {"min": 0, ":max": top}
         mean["markArea"] = {
             "silent": True,
             "label": {"position": "insideRight", "color": "#555"},

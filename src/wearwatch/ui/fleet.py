@@ -17,6 +17,7 @@ from nicegui import ui
 
 from wearwatch.events import SEVERITIES
 from wearwatch.ui.access import LOCKED
+from wearwatch.ui.charts import SEVERITY_COLOURS
 from wearwatch.ui.frame import Board, refresh_every
 from wearwatch.ui.tiles import CSS, tiles_html
 
@@ -99,7 +100,13 @@ class FleetPanel:
         self.table.props("dense flat bordered :rows-per-page-options='[0]' hide-bottom")
         self.table.add_slot("body-cell-ack", ACK_SLOT)
         self.table.on("ack", self._ack)
-        ui.label("Machines").classes("text-h6 q-mt-md")
+        with ui.row().classes("items-center q-mt-md gap-2"):
+            ui.label("Machines").classes("text-h6")
+            for severity, colour in SEVERITY_COLOURS.items():
+                ui.badge(severity).style(f"background:{colour} !important")
+            ui.label("(the worse of the latest score and the worst open alarm)").classes(
+                "text-caption text-grey-7"
+            )
         self.grid = ui.html("", sanitize=False).classes("w-full ww-fleet")
         self.refresh()
         refresh_every(1.0, self.refresh)

@@ -68,6 +68,7 @@ class MachinePanel:
             ui.toggle({5.0: "5 s windows", 30.0: "30 s windows"}, value=self.window_s).props(
                 "dense"
             ).on_value_change(self._window)
+        self.versions = ui.label().classes("text-caption text-grey-7")
         iso = f"ISO 10816 class {self.iso_class}" if self.iso_class else "ISO class unknown"
         ui.label(
             f"Sensor trends: window means with min–max band; vibration over the {iso} zones "
@@ -166,6 +167,8 @@ class MachinePanel:
                 f"time to maintenance {'—' if ttm is None else f'{ttm:,.1f} h'} · "
                 f"open alarms {summary.open_alarms} · {summary.reason or 'no trigger'}"
             )
+            versions = ", ".join(f"{k} {v}" for k, v in sorted(summary.model_versions.items()))
+            self.versions.set_text(f"models: {versions or 'untrained defaults'}")
         vectors = view.features(mid, self.window_s)
         self._trend(vectors)
         if vectors:

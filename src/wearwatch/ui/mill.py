@@ -40,8 +40,15 @@ class LineCard:
                     charts.line("actual", "#212121"),
                     charts.line("physics", "#1565c0", lineStyle={"type": "dashed"}),
                     charts.line("served", "#2e7d32"),
+                    {
+                        "name": "fallback (served ≠ model)",
+                        "type": "scatter",
+                        "symbolSize": 7,
+                        "itemStyle": {"color": "#d84315"},
+                        "data": [],
+                    },
                 ]
-                self.force = ui.echart(force).classes("h-64")
+                self.force = ui.echart(force).classes("h-64 ww-force")
                 ape = charts.time_chart("APE (%)")
                 ape["series"] = [
                     charts.line("physics", "#1565c0"),
@@ -69,6 +76,11 @@ class LineCard:
         force[0]["data"] = [[x, o.actual_force_kn] for x, o in zip(t, outcomes, strict=True)]
         force[1]["data"] = [[x, o.baseline_force_kn] for x, o in zip(t, outcomes, strict=True)]
         force[2]["data"] = [[x, o.served_force_kn] for x, o in zip(t, outcomes, strict=True)]
+        force[3]["data"] = [
+            [x, o.served_force_kn]
+            for x, o in zip(t, outcomes, strict=True)
+            if o.source != "model" and o.router_state != "warmup"
+        ]
         self.force.update()
         learners = sorted({name for o in outcomes for name in o.model_ape})
         ape = self.ape.options["series"]

@@ -32,36 +32,11 @@ from wearwatch.events import (
     TwinCommand,
     encode,
 )
+from wearwatch.store.live import LineSummary, MachineSummary
 
 TYPES = ("pump", "motor", "compressor", "fan")
 SEVERITIES = ("normal", "watch", "medium", "high", "critical")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-class MachineSummary(msgspec.Struct):
-    machine_id: str
-    health: float
-    risk: float
-    risk_level: str
-    time_to_maintenance_h: float | None
-    severity: str
-    reason: str
-    open_alarms: int
-    worst_alarm: str
-    event_time: datetime | None
-    model_versions: dict[str, str] = {}
-
-
-class LineSummary(msgspec.Struct):
-    line: str
-    passes: int
-    router_state: str
-    source: str
-    reason: str
-    model_share: float
-    ewma_ape: dict[str, float]
-    mean_ape_recent: dict[str, float]
-    last_ts: datetime | None
 
 
 class FakeView:
@@ -233,7 +208,11 @@ class FakeView:
         self, status: str | None = None, severity: str | None = None, machine_id: str | None = None
     ) -> list[Alarm]:
         with self.lock:
-            return [a for a in self.alarms_.values() if status is None or a.status == status]
+            return [
+                a
+                for a in self.alarms_.values()
+                if status in (None, a.status) or (status == "open" and a.status != "cleared")
+            ]
 
     def alarm(self, alarm_id: str) -> Alarm | None:
         return self.alarms_.get(alarm_id)

@@ -124,11 +124,10 @@ def test_fleet_grid_of_200_machines_refreshes_live_within_budget(fake, chromium)
     changes: list[float] = []
     last, since = tile.inner_text(), time.monotonic()
     while len(changes) < 3:
-        before = last
         text = browser.wait_for(
-            lambda: (t := tile.inner_text()) != before and t,
+            lambda before=last: (t := tile.inner_text()) != before and t,
             10,
-            "the tile to change",  # noqa: B023
+            "the tile to change",
         )
         now = time.monotonic()
         changes.append(now - since)

@@ -119,7 +119,7 @@ class FleetPanel:
         if html != self._html:
             self._html = html
             self.grid.set_content(html)
-        rows = alarm_rows(view.alarms(), self.allowed)
+        rows = alarm_rows(view.alarms(status="open"), self.allowed)
         if rows != self.table.rows:
             self.table.rows = rows
             self.table.update()

@@ -43,10 +43,10 @@ class Board:
                 ui.notify("token accepted: controls enabled", type="positive")
             else:
                 ui.notify("token rejected", type="negative")
-            # drop the token from the address bar (and from the history)
-            ui.run_javascript(
-                "const u=new URL(location.href);u.searchParams.delete('token');"
-                "history.replaceState(null,'',u.pathname+u.search+u.hash)"
+            # drop the token from the address bar (and the history) as the page loads
+            ui.add_body_html(
+                "<script>{const u=new URL(location.href);u.searchParams.delete('token');"
+                "history.replaceState(null,'',u.pathname+u.search+u.hash)}</script>"
             )
         allowed = self.allowed()
         ui.page_title(f"{title} · wearwatch")

@@ -159,11 +159,13 @@ class MachinePanel:
         mid = self.machine_id
         summary = view.machine(mid)
         if summary is not None:
-            self.severity.set_text(summary.severity)
+            self.severity.set_text(summary.severity or "no score yet")
             self.severity.props(f"color={_quasar_colour(summary.severity)}")
             ttm = summary.time_to_maintenance_h
+            health = "—" if summary.health is None else f"{summary.health:.0f}"
+            risk = "—" if summary.risk is None else f"{summary.risk:.2f}"
             self.headline.set_text(
-                f"health {summary.health:.0f} · risk {summary.risk:.2f} ({summary.risk_level}) · "
+                f"health {health} · risk {risk} ({summary.risk_level or '—'}) · "
                 f"time to maintenance {'—' if ttm is None else f'{ttm:,.1f} h'} · "
                 f"open alarms {summary.open_alarms} · {summary.reason or 'no trigger'}"
             )

@@ -55,6 +55,10 @@ def _hours(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f} h"
 
 
+def _number(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
 def tile_html(machine: Any) -> str:
     mid = escape(machine.machine_id)
     sev = tile_severity(machine)
@@ -67,8 +71,8 @@ def tile_html(machine: Any) -> str:
         f'<a class="ww-tile ww-sev-{sev}" href="/machine/{quote(machine.machine_id)}" '
         f'data-machine="{mid}" data-severity="{sev}" title="{escape(machine.reason or sev)}">'
         f'{alarms}<div class="ww-id">{mid}</div>'
-        f'<div>health <b class="ww-health">{machine.health:.0f}</b> · {sev}</div>'
-        f"<div>risk {machine.risk:.2f} ({escape(machine.risk_level)})</div>"
+        f'<div>health <b class="ww-health">{_number(machine.health, ".0f")}</b> · {sev}</div>'
+        f"<div>risk {_number(machine.risk, '.2f')} ({escape(machine.risk_level or '—')})</div>"
         f"<div>maint. in {_hours(machine.time_to_maintenance_h)}</div></a>"
     )
 

@@ -529,6 +529,25 @@ def test_a_restarted_view_shows_the_latest_state_of_one_that_followed_from_the_s
         assert restarted.latest_health_json(m) == followed.latest_health_json(m) is not None
 
 
+def test_lag_counts_what_the_last_poll_saw_and_left_unread() -> None:
+    log = make_log(partitions=2)
+    produce(
+        log,
+        [
+            MachineHealth(
+                ts=utc(T0 + k), machine_id=MACHINES[k % 3], risk=0.0, risk_level="low", health=1.0
+            )
+            for k in range(9)
+        ],
+    )
+    view = LiveView(log)
+    assert view.lag() == {}
+    assert view.poll(max_records=4) == 4
+    assert view.lag() == {t.name: 5 if t is HEALTH else 0 for t in VIEW_TOPICS}
+    drain(view)
+    assert set(view.lag().values()) == {0}
+
+
 def test_a_topic_created_after_the_start_is_read_from_its_beginning() -> None:
     log = MemoryLog()
     view = LiveView(log, tail_records=1)
@@ -807,3 +826,57 @@ def test_real_twin_and_worker_output_is_folded_while_the_workers_run(tmp_path: P
     assert len(view.mill_wear()) == 300 and view.counts()["undecodable"] == 0
     assert Counter(heard) == {"alarm": 1, "outcome": 300, "health": len(ref.of_type(HEALTH))}
     assert_matches(view, ref, fleet.machine_ids, ref.line_names())
+
+
+def test_the_view_folds_a_kafka_log_too(kafka_url: str) -> None:
+    """The same reads on the Kafka backend (machines of their own: the broker is shared by
+    the session's tests, which may write these topics too)."""
+    import secrets
+
+    from wearwatch.bus.kafka import KafkaLog
+
+    log = KafkaLog(kafka_url)
+    try:
+        for topic in (HEALTH, ALARMS, MILL_OUTCOMES):
+            topic.create(log)
+        tag = secrets.token_hex(4)
+        machines = [f"kv-{tag}-{i}" for i in range(3)]
+        stream: list[Any] = []
+        for k in range(6):
+            for m in machines:
+                ts = utc(T0 + k)
+                stream.append(
+                    MachineHealth(
+                        ts=ts, machine_id=m, risk=k / 10, risk_level="low", health=90.0 - k
+                    )
+                )
+                stream.append(
+                    Alarm(
+                        ts=ts,
+                        alarm_id=f"{m}/machine/1",
+                        machine_id=m,
+                        alarm_type="machine",
+                        severity=SEVERITIES[1 + k % 4],
+                        status="active",
+                        transition="raised",
+                        raised_at=utc(T0),
+                    )
+                )
+        log.produce(
+            OutRecord(TOPIC_OF[type(e)].name, TOPIC_OF[type(e)].key_of(e).encode(), encode(e))
+            for e in stream
+        )
+        log.flush()
+        view = LiveView(log)
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline:
+            view.poll()
+            if all(view.latest_health(m) == stream[-6 + 2 * i] for i, m in enumerate(machines)):
+                break
+            time.sleep(0.1)
+        for i, m in enumerate(machines):
+            assert view.latest_health_json(m) == encode(stream[-6 + 2 * i])
+            assert view.alarms(machine_id=m) == [stream[-5 + 2 * i]]
+            assert view.machine(m).worst_alarm == SEVERITIES[1 + 5 % 4]
+    finally:
+        log.close()

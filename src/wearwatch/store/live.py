@@ -42,6 +42,7 @@ the GIL), so the API's hot endpoints never wait for a poll.
 from __future__ import annotations
 
 import threading
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -150,6 +151,69 @@ class LineSummary(msgspec.Struct, frozen=True, kw_only=True):
     last_ts: datetime | None = None
 
 
+class FeatureRing:
+    """The last ``maxlen`` feature vectors of one machine and window, stored compactly.
+
+    A vector is ~2 KB as a Struct (35 features in a dict); here it is its time, its feature
+    names (one tuple shared by every vector with the same names) and its values as a float
+    array, ~0.5 KB: 200 machines × 2 windows × 720 vectors fit in ~150 MB rather than ~600.
+    Reading rebuilds equal FeatureVectors.
+
+    >>> from wearwatch.events import utc
+    >>> ring = FeatureRing(2)
+    >>> for k in range(3):
+    ...     ring.append(FeatureVector(ts=utc(k), machine_id="p1", window_s=5.0,
+    ...                               features={"vib.mean": k + 0.5, "vib.max": 2.0}))
+    >>> [(v.ts.second, v.features) for v in ring.vectors("p1", 5.0)]
+    [(1, {'vib.mean': 1.5, 'vib.max': 2.0}), (2, {'vib.mean': 2.5, 'vib.max': 2.0})]
+    """
+
+    __slots__ = ("_names", "rows")
+
+    #: Distinct name tuples interned per ring before the table is reset (bounds odd input).
+    MAX_NAME_SETS = 64
+
+    def __init__(self, maxlen: int) -> None:
+        self.rows: deque[tuple[datetime, tuple[str, ...], array[float]]] = deque(maxlen=maxlen)
+        self._names: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def append(self, vector: FeatureVector) -> None:
+        names = tuple(vector.features)
+        shared = self._names.get(names)
+        if shared is None:
+            if len(self._names) >= self.MAX_NAME_SETS:
+                self._names.clear()
+            shared = self._names[names] = names
+        self.rows.append((vector.ts, shared, array("d", vector.features.values())))
+
+    def vectors(
+        self, machine_id: str, window_s: float, since: datetime | None = None
+    ) -> list[FeatureVector]:
+        """The vectors kept, oldest first; ``since``: only those with ``ts`` after it."""
+        return _vectors(list(self.rows), machine_id, window_s, since)
+
+
+def _vectors(
+    rows: list[tuple[datetime, tuple[str, ...], array[float]]],
+    machine_id: str,
+    window_s: float,
+    since: datetime | None,
+) -> list[FeatureVector]:
+    return [
+        FeatureVector(
+            ts=ts,
+            machine_id=machine_id,
+            window_s=window_s,
+            features=dict(zip(names, values, strict=True)),
+        )
+        for ts, names, values in rows
+        if since is None or ts > since
+    ]
+
+
 @dataclass
 class _Machine:
     """What the view keeps for one machine."""
@@ -160,7 +224,7 @@ class _Machine:
     health_json: bytes | None = None
     event_time: datetime | None = None
     scores: deque[AnomalyScore] = field(default_factory=deque)
-    features: dict[float, deque[FeatureVector]] = field(default_factory=dict)
+    features: dict[float, FeatureRing] = field(default_factory=dict)
     history: deque[Alarm] = field(default_factory=deque)
     #: Open alarms (latest snapshot not cleared), by id.
     open: dict[str, Alarm] = field(default_factory=dict)
@@ -221,6 +285,8 @@ class LiveView:
         self._poll_lock = threading.Lock()
         #: Next offset to read, per topic and partition (a topic is absent until it exists).
         self._positions: dict[str, dict[int, int]] = {}
+        #: The end offsets the last poll saw, per topic and partition.
+        self._ends: dict[str, dict[int, int]] = {}
         self._machines: dict[str, _Machine] = {}
         #: Latest snapshot per alarm id; cleared ones also in ``_cleared`` (eviction order).
         self._alarms: dict[str, Alarm] = {}
@@ -297,6 +363,7 @@ class LiveView:
         ends = {t.name: self.log.end_offsets(t.name) for t in VIEW_TOPICS if t.name in existing}
         out: list[tuple[Topic, int, int]] = []
         with self._lock:
+            self._ends = ends
             for topic in VIEW_TOPICS:
                 if topic.name not in ends:
                     continue
@@ -336,7 +403,7 @@ class LiveView:
             m = self._machine(event.machine_id, event.ts)
             ring = m.features.get(event.window_s)
             if ring is None:
-                ring = m.features[event.window_s] = deque(maxlen=self.history)
+                ring = m.features[event.window_s] = FeatureRing(self.history)
             ring.append(event)
         elif isinstance(event, AnomalyScore):
             m = self._machine(event.machine_id, event.ts)
@@ -490,10 +557,12 @@ class LiveView:
     ) -> list[FeatureVector]:
         """The machine's last ``history`` feature vectors of one window size, oldest first;
         ``since``: only those with ``ts`` after it."""
+        window_s = float(window_s)
         with self._lock:
             m = self._machines.get(machine_id)
-            ring = None if m is None else m.features.get(float(window_s))
-            return _after(ring, since)
+            ring = None if m is None else m.features.get(window_s)
+            rows = [] if ring is None else list(ring.rows)
+        return _vectors(rows, machine_id, window_s, since)  # built outside the lock
 
     def window_sizes(self, machine_id: str) -> list[float]:
         """The feature window sizes (s) seen for a machine, ascending."""
@@ -601,6 +670,17 @@ class LiveView:
         topic (``dead_letters:<topic>``), ``subscriber_errors`` and ``poll_errors``."""
         with self._lock:
             return dict(self._counts)
+
+    def lag(self) -> dict[str, int]:
+        """Per topic, the records the view has not applied yet of those the last poll saw at
+        the end of the log (summed over partitions); 0 everywhere once caught up."""
+        with self._lock:
+            return {
+                topic: sum(
+                    max(0, end - self._positions[topic].get(p, 0)) for p, end in ends.items()
+                )
+                for topic, ends in self._ends.items()
+            }
 
     def positions(self) -> dict[str, dict[int, int]]:
         """The next offset the view reads, per topic and partition."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import statistics
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from wearwatch.ui.access import STORAGE_KEY, RedactToken, TokenGate
+from wearwatch.ui.access import STORAGE_KEY, TokenGate
 
 TOKEN = "fake-token-0123456789"
 
@@ -36,21 +35,6 @@ browser = _load("browser")
 
 
 # --- without a browser -------------------------------------------------------------------------
-
-
-def test_access_log_line_hides_the_token() -> None:
-    # uvicorn's access logger formats '%s - "%s %s HTTP/%s" %d' with these args
-    record = logging.LogRecord(
-        "uvicorn.access",
-        logging.INFO,
-        __file__,
-        1,
-        '%s - "%s %s HTTP/%s" %d',
-        ("127.0.0.1:5", "GET", f"/?token={TOKEN}&x=1", "1.1", 200),
-        None,
-    )
-    assert RedactToken().filter(record)
-    assert record.getMessage() == '127.0.0.1:5 - "GET /?token=***&x=1 HTTP/1.1" 200'
 
 
 def test_gate_keeps_a_digest_not_the_token() -> None:

@@ -6,8 +6,8 @@ token field; the dashboard keeps only a keyed digest of it in the user's storage
 token itself — and drops it from the address bar. The check compares digests in constant time
 against the running platform's token, so a changed token locks old sessions out.
 
-The uvicorn access log would print ``GET /?token=…``: :class:`RedactToken` rewrites the
-query value before any handler formats the line.
+The server's logs never show the token: ``wearwatch serve`` redacts it from every log line
+(:func:`wearwatch.api.auth.redact_logs`), the access log's ``GET /?token=…`` included.
 
 >>> gate = TokenGate("s3cret")
 >>> store = {}
@@ -17,16 +17,12 @@ query value before any handler formats the line.
 (True, True, False)
 >>> TokenGate("other").allowed(store)
 False
->>> redact_query("/?token=s3cret&x=1")
-'/?token=***&x=1'
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
-import re
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -34,32 +30,6 @@ from typing import Any
 STORAGE_KEY = "token_digest"
 #: Why a control is disabled, shown next to it.
 LOCKED = "read-only: open the dashboard with ?token=… or enter the API token"
-
-_TOKEN_PARAM = re.compile(r"([?&]token=)[^&\s\"]*")
-
-
-def redact_query(text: str) -> str:
-    """``text`` with the value of every ``token=`` query parameter replaced by ``***``."""
-    return _TOKEN_PARAM.sub(r"\1***", text)
-
-
-class RedactToken(logging.Filter):
-    """A logging filter that hides ``token=`` query values in a record's message and args."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = redact_query(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(redact_query(a) if isinstance(a, str) else a for a in record.args)
-        return True
-
-
-def install_redaction(names: tuple[str, ...] = ("uvicorn.access", "uvicorn.error")) -> None:
-    """Attach one :class:`RedactToken` to each named logger (idempotent)."""
-    for name in names:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactToken) for f in logger.filters):
-            logger.addFilter(RedactToken())
 
 
 class TokenGate:

@@ -68,7 +68,7 @@ class ControlsPanel:
 
     def _fleet(self) -> None:
         ui.label("Fleet twin").classes("text-h6")
-        machines = sorted(self.board.view.machine_ids(), key=machine_order)
+        machines = sorted(self.board.platform.machine_ids(), key=machine_order)
         fleet = self.board.fleet
         self.machine = ui.select(
             machines, value=machines[0] if machines else None, label="machine", with_input=True

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from nicegui import ui
 
 from wearwatch.twin.fleet.config import FleetConfig, FleetConfigError, load_fleet_config
-from wearwatch.ui.access import TokenGate, install_redaction
+from wearwatch.ui.access import TokenGate
 from wearwatch.ui.controls import controls_page
 from wearwatch.ui.fleet import fleet_page
 from wearwatch.ui.frame import Board
@@ -29,6 +29,8 @@ from wearwatch.ui.mill import mill_page
 
 
 def _fleet_config(platform: Any) -> FleetConfig | None:
+    if isinstance(getattr(platform, "fleet", None), FleetConfig):
+        return platform.fleet  # the platform already read it
     try:
         return load_fleet_config(getattr(platform.config, "fleet_config", None))
     except FleetConfigError:
@@ -45,7 +47,6 @@ def mount(app: FastAPI, platform: Any) -> None:
     health.attach(platform.view)
     gate = TokenGate(platform.config.token)
     board = Board(platform, gate, health, _fleet_config(platform))
-    install_redaction()
 
     @ui.page("/")
     def _fleet(token: str | None = None) -> None:

@@ -8,7 +8,7 @@ alarm, so an alarm does not flicker with each window's score. Ids and texts are 
 >>> from types import SimpleNamespace as S
 >>> m = S(machine_id="pump-001", health=87.4, risk=0.123, risk_level="low",
 ...       time_to_maintenance_h=None, severity="watch", open_alarms=1, worst_alarm="high",
-...       reason="vibration.mean")
+...       reason="vibration.mean", event_time=None)
 >>> tile_severity(m)
 'high'
 >>> html = tiles_html([m])
@@ -21,6 +21,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -39,6 +40,7 @@ CSS = (
     ".ww-tile .ww-id{font-weight:600;font-size:13px}"
     ".ww-tile .ww-alarm{float:right;background:rgba(0,0,0,.35);border-radius:8px;padding:0 5px}"
     ".ww-empty{color:#777;padding:12px}"
+    ".ww-tile .ww-time{opacity:.75;font-size:11px}"
     + "".join(f".ww-sev-{s}{{background:{c}}}" for s, c in SEVERITY_COLOURS.items())
 )
 
@@ -53,6 +55,10 @@ def tile_severity(machine: Any) -> str:
 
 def _hours(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f} h"
+
+
+def _clock(ts: datetime | None) -> str:
+    return "—" if ts is None else ts.strftime("%H:%M:%S")
 
 
 def _number(value: float | None, spec: str) -> str:
@@ -73,7 +79,8 @@ def tile_html(machine: Any) -> str:
         f'{alarms}<div class="ww-id">{mid}</div>'
         f'<div>health <b class="ww-health">{_number(machine.health, ".0f")}</b> · {sev}</div>'
         f"<div>risk {_number(machine.risk, '.2f')} ({escape(machine.risk_level or '—')})</div>"
-        f"<div>maint. in {_hours(machine.time_to_maintenance_h)}</div></a>"
+        f"<div>maint. in {_hours(machine.time_to_maintenance_h)}</div>"
+        f'<div class="ww-time">data to {_clock(machine.event_time)}</div></a>'
     )
 
 

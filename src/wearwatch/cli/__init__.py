@@ -17,6 +17,7 @@ from wearwatch.cli import (
     replay,
     train,
     twin,
+    up,
     worker,
 )
 from wearwatch.cli.errors import exit_on_user_error
@@ -40,6 +41,7 @@ app.add_typer(models.app, name="models")
 worker.register(app)
 replay.register(app)
 demo.register(app)
+up.register(app)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "wearwatch.pipelines.fleet_features",
     "wearwatch.pipelines.reading_windows",
     "wearwatch.pipelines.mill.flow",
+    "wearwatch.pipelines.fleet.flow",
 )
 
 

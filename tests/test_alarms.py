@@ -768,7 +768,7 @@ def test_the_step_refuses_what_is_not_a_score() -> None:
         transition="raised",
         raised_at=at(0.0),
     )
-    with pytest.raises(TypeError, match="expected an AnomalyScore, got Alarm"):
+    with pytest.raises(TypeError, match="expected an AnomalyScore or AlarmCommand, got Alarm"):
         AlarmStep(QUIET).on_event(alarm, MachineAlarms(), None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="settle_s=-1"):
         AlarmStep(QUIET, settle_s=-1)

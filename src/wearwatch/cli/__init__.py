@@ -7,6 +7,7 @@ import sys
 import typer
 
 from wearwatch.cli import (
+    alarms,
     bench,
     config_cmd,
     demo,
@@ -38,6 +39,7 @@ app.add_typer(mill.app, name="mill")
 app.add_typer(fleet.app, name="fleet")
 app.add_typer(train.app, name="train")
 app.add_typer(models.app, name="models")
+app.add_typer(alarms.app, name="alarms")
 worker.register(app)
 replay.register(app)
 demo.register(app)

@@ -22,6 +22,7 @@ PIPELINES = REGISTRY
 #: Modules of this package whose import registers flows.
 BUILTIN_MODULES: tuple[str, ...] = (
     "wearwatch.pipelines.fleet_features",
+    "wearwatch.pipelines.fleet.flow",
     "wearwatch.pipelines.reading_windows",
     "wearwatch.pipelines.mill.flow",
     "wearwatch.pipelines.fleet.flow",

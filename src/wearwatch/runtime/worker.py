@@ -138,6 +138,8 @@ class Worker:
         self.outputs: list[Emitted] = []
         self.dirty: set[int] = set()
         self.checkpoints = 0
+        #: How long the latest checkpoint's commit took (ms; None before the first).
+        self.last_checkpoint_ms: float | None = None
         #: The outage under way (None while healthy) and how many began in this run.
         self.outage: Outage | None = None
         self.outages = 0
@@ -201,6 +203,8 @@ class Worker:
                     break
             self.checkpoint()
             totals = self.counters()
+            if self.on_progress is not None:
+                self.on_progress(self)  # the final figures, after the final checkpoint
         except BaseException:
             # State may be half-way through a record: never checkpoint it (on_revoke drops
             # it instead); a restart resumes from the last good checkpoint.
@@ -209,6 +213,21 @@ class Worker:
         finally:
             self._consumer.close()
         return totals
+
+    def event_time(self) -> float | None:
+        """The latest event time processed (epoch s; None before any): the highest partition
+        watermark plus its delay (a stage behind a repartition topic: the watermark its
+        upstreams give it). Costs nothing per event."""
+        marks = [s.watermark for s in self.states.values() if math.isfinite(s.watermark)]
+        if not marks:
+            return None
+        delay = self.options.watermark_delay_s if self.operator.watermark_candidate is None else 0
+        return max(marks) + delay
+
+    def lag(self) -> int:
+        """Records behind the end of the input topic, over the partitions this worker holds."""
+        ends = self.log.end_offsets(self.topic)
+        return sum(max(0, ends.get(p, 0) - s.position) for p, s in self.states.items())
 
     def counters(self) -> Counter[str]:
         total: Counter[str] = Counter()
@@ -339,14 +358,15 @@ class Worker:
                     if due is not None and due <= candidate:
                         self._fire_timers(state, ctx)
                 process(event, key_of(event), ts, ctx)
-            except Exception as exc:  # a valid event the operator cannot handle
+            except Exception as exc:  # a valid event the operator cannot handle (or refuses)
                 failed += 1
+                field = getattr(exc, "field", "")  # an error naming the event field at fault
                 ctx.dead_letter(
                     record.topic,
                     record.offset,
                     raw_event(index),
                     f"processing failed: {type(exc).__name__}: {exc}",
-                    "",
+                    field if isinstance(field, str) else "",
                     ts,
                 )
         # An operator that decides lateness itself (windows, by their grace) counts it.
@@ -440,6 +460,7 @@ class Worker:
         if not self.dirty and not self.outputs:
             return
         states = {(self.topic, p): self.states[p] for p in sorted(self.dirty)}
+        started = time.perf_counter()
         try:
             self._store.commit(self.outputs, states, self._consumer)
         except PartitionsLostError as exc:
@@ -450,6 +471,7 @@ class Worker:
         self.outputs.clear()
         self.dirty.clear()
         self.checkpoints += 1
+        self.last_checkpoint_ms = (time.perf_counter() - started) * 1000.0
 
     def _watch_outage(self, now: float) -> None:
         """Warn when an outage begins and ends; give up when it has lasted too long."""

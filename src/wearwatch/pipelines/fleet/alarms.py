@@ -42,6 +42,9 @@ Rules, per alarm (every transition is one :class:`~wearwatch.events.Alarm` event
   at a higher severity) unacknowledges it by default (``escalation_unacknowledges``), because
   a worse alarm is news an operator has not seen. Refreshes, de-escalation and recovering keep
   the acknowledgement.
+* **clear** (who, when): an operator ends an open alarm (``cleared``, reason ``cleared by
+  <who>``). Its condition is still tracked: evidence present at a later score re-raises the
+  type with the next id, so a clear never hides a present condition.
 * **silence** a machine until a time: no alarm is raised meanwhile (the conditions are still
   tracked, and every raise held back is counted in ``MachineAlarms.suppressed``); open alarms
   keep their lifecycle. When the silence ends (at ``until`` or by ``unsilence``) a condition
@@ -74,7 +77,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from wearwatch.events import SEVERITIES, Alarm, AnomalyScore, Severity, Trigger, utc
+from wearwatch.events import SEVERITIES, Alarm, AlarmCommand, AnomalyScore, Severity, Trigger, utc
 from wearwatch.pipelines.fleet.alarm_state import (
     ACTIVE,
     CLEARED,
@@ -87,7 +90,7 @@ from wearwatch.pipelines.fleet.alarm_state import (
     evidence_by_type,
 )
 
-__all__ = ["AlarmConfig", "AlarmPolicy", "AlarmStep", "MachineAlarms"]
+__all__ = ["AlarmCommandRejected", "AlarmConfig", "AlarmPolicy", "AlarmStep", "MachineAlarms"]
 
 
 @dataclass(frozen=True)
@@ -385,19 +388,57 @@ class AlarmPolicy:
         if not isinstance(by, str) or not by.strip():
             raise ValueError(f"by={by!r}: expected who acknowledges (a non-empty name)")
         at_s = _epoch(at, "at")
-        for slot in state.slots.values():
-            alarm = slot.alarm
-            if alarm is not None and alarm.alarm_id == alarm_id:
-                break
-        else:
-            raise KeyError(
-                f"alarm_id={alarm_id!r}: no such alarm on machine {state.machine_id!r} "
-                "(only the latest alarm of each type is kept)"
-            )
+        alarm = self._find(state, alarm_id)
         if alarm.acknowledged:
             return []
         alarm.acknowledged, alarm.ack_by, alarm.ack_at = True, by, at_s
         return [self._event(state, alarm, "acknowledged", at_s, f"acknowledged by {by}")]
+
+    def clear(self, state: MachineAlarms, alarm_id: str, by: str, at: datetime) -> list[Alarm]:
+        """``by`` clears the open alarm at ``at`` (an operator's clear: the condition is
+        resolved or known). It keeps its acknowledgement. Its condition is not forgotten: if
+        the evidence is still present, the next score showing it re-raises the type with a
+        new id — clearing never hides a present condition (a silence holds raises back). An
+        unknown id is a KeyError, an alarm cleared already a ValueError.
+
+        >>> from wearwatch.events import AnomalyScore, Trigger, utc
+        >>> hot = Trigger(detector="zscore", feature="bearing_temp.mean", value=91.0,
+        ...               threshold=85.0, score=1.2, severity="medium")
+        >>> def score(t, trig):
+        ...     return AnomalyScore(ts=utc(t), machine_id="fan-001", window_s=30.0,
+        ...         severity="medium" if trig else "normal", score=1.2 if trig else 0.0,
+        ...         triggers=trig)
+        >>> policy = AlarmPolicy()
+        >>> state = policy.init()
+        >>> _ = policy.on_score(score(0, [hot]), state)
+        >>> [(a.transition, a.status, a.reason) for a in
+        ...  policy.clear(state, "fan-001/machine/1", "ann", utc(10))]
+        [('cleared', 'cleared', 'cleared by ann')]
+        >>> [(a.transition, a.alarm_id) for a in policy.on_score(score(30, [hot]), state)]
+        [('reraised', 'fan-001/machine/2')]
+        """
+        if not isinstance(by, str) or not by.strip():
+            raise ValueError(f"by={by!r}: expected who clears (a non-empty name)")
+        at_s = _epoch(at, "at")
+        alarm = self._find(state, alarm_id)
+        if alarm.status == CLEARED:
+            raise ValueError(
+                f"alarm_id={alarm_id!r}: already cleared ({alarm.reason or 'cleared'})"
+            )
+        alarm.status = CLEARED
+        alarm.quiet_since = alarm.lower_since = alarm.persist_since = None
+        return [self._event(state, alarm, "cleared", at_s, f"cleared by {by}")]
+
+    @staticmethod
+    def _find(state: MachineAlarms, alarm_id: str) -> AlarmRecord:
+        for slot in state.slots.values():
+            alarm = slot.alarm
+            if alarm is not None and alarm.alarm_id == alarm_id:
+                return alarm
+        raise KeyError(
+            f"alarm_id={alarm_id!r}: no such alarm on machine {state.machine_id!r} "
+            "(only the latest alarm of each type is kept)"
+        )
 
     def silence(self, state: MachineAlarms, until: datetime, at: datetime) -> list[Alarm]:
         """Silence the machine from ``at`` until ``until`` (event time): no alarm is raised
@@ -472,8 +513,25 @@ class AlarmPolicy:
         )
 
 
+class AlarmCommandRejected(ValueError):
+    """An operator's :class:`~wearwatch.events.AlarmCommand` the policy refuses (unknown
+    alarm, cleared already, a silence ending before it starts...). ``field`` names the
+    command's field at fault; the worker dead-letters the command with it, the reason and the
+    command's original bytes, and goes on."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+#: The command fields a policy refusal can name (its messages start ``<field>=``).
+_COMMAND_FIELDS = ("alarm_id", "by", "until", "at")
+
+
 class AlarmStep:
-    """The policy as a ``Stream.process`` step keyed by machine: AnomalyScores in, Alarms out.
+    """The policy as a ``Stream.process`` step keyed by machine: AnomalyScores and operators'
+    AlarmCommands in (in the one order their topic holds, so a replay acknowledges, clears
+    and silences the same alarms), Alarms out.
 
     An event-time timer per machine applies deadlines (clears, de-escalations, silence ends)
     when no later score comes. ``settle_s`` delays that timer past the deadline by the time
@@ -481,7 +539,11 @@ class AlarmStep:
     the windows' grace, so with ``settle_s`` ≥ that grace every score before a deadline has
     been applied when the timer applies the deadline, and the alarms equal those a later
     score would have produced. Counters: ``alarm_<transition>`` per event emitted and
-    ``alarm_suppressed`` per raise a silence held back.
+    ``alarm_suppressed`` per raise a silence held back, ``alarm_command_rejected`` per
+    command refused (raised as :class:`AlarmCommandRejected`: the runtime dead-letters it).
+
+    A command acts at its own event time (``ts``: the latest event time its sender saw for
+    the machine) on the state as the scores before it left it; it moves no deadline.
     """
 
     def __init__(self, config: AlarmConfig | None = None, *, settle_s: float = 0.0) -> None:
@@ -493,11 +555,44 @@ class AlarmStep:
     def init(self) -> MachineAlarms:
         return self.policy.init()
 
-    def on_event(self, score: AnomalyScore, state: MachineAlarms, ctx: Any) -> None:
+    def on_event(self, score: AnomalyScore | AlarmCommand, state: MachineAlarms, ctx: Any) -> None:
+        if isinstance(score, AlarmCommand):
+            self._command(score, state, ctx)
+            return
         if not isinstance(score, AnomalyScore):
-            raise TypeError(f"AlarmStep: expected an AnomalyScore, got {type(score).__name__}")
+            raise TypeError(
+                f"AlarmStep: expected an AnomalyScore or AlarmCommand, got {type(score).__name__}"
+            )
         suppressed = state.suppressed
         self._emit(self.policy.on_score(score, state), ctx)
+        if state.suppressed != suppressed:
+            ctx.count("alarm_suppressed", state.suppressed - suppressed)
+        self._arm(state, ctx)
+
+    def _command(self, cmd: AlarmCommand, state: MachineAlarms, ctx: Any) -> None:
+        """Apply an operator's command, or count it and raise :class:`AlarmCommandRejected`."""
+        if not state.machine_id:
+            state.machine_id = cmd.machine_id
+        policy = self.policy
+        suppressed = state.suppressed
+        try:
+            if cmd.action == "acknowledge":
+                out = policy.acknowledge(state, cmd.alarm_id, cmd.by, cmd.ts)
+            elif cmd.action == "clear":
+                out = policy.clear(state, cmd.alarm_id, cmd.by, cmd.ts)
+            elif cmd.action == "silence":
+                if cmd.until is None:
+                    raise ValueError("until=None: a silence needs its end (event time)")
+                out = policy.silence(state, cmd.until, cmd.ts)
+            else:  # unsilence (the contract's Literal admits nothing else)
+                out = policy.unsilence(state, cmd.ts)
+        except (KeyError, ValueError) as exc:
+            ctx.count("alarm_command_rejected")
+            message = str(exc.args[0]) if isinstance(exc, KeyError) else str(exc)
+            name = message.partition("=")[0]
+            field = "ts" if name == "at" else name if name in _COMMAND_FIELDS else ""
+            raise AlarmCommandRejected(f"{cmd.action} refused: {message}", field) from None
+        self._emit(out, ctx)
         if state.suppressed != suppressed:
             ctx.count("alarm_suppressed", state.suppressed - suppressed)
         self._arm(state, ctx)

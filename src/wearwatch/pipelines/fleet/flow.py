@@ -21,6 +21,16 @@ per window size by the model), the risk model's trend features, the maintenance 
 the machine's alarms. All of it is checkpointed with the partition, so a restart continues with
 the same state and emits the same alarms.
 
+**Operators' commands.** With ``alarm_input=True`` the alarm window's scores go to
+``fleet.alarm_input`` instead, where the API and ``wearwatch alarms`` put operators'
+:class:`~wearwatch.events.AlarmCommand` s, and the ``fleet-alarms`` flow
+(:func:`fleet_alarms_flow`) applies both in the one order that topic holds::
+
+    fleet.alarm_input (AnomalyScore | AlarmCommand, by machine) ─ AlarmStep ─▶ fleet.alarms
+
+so a replay of the log acknowledges, clears and silences the same alarms. Without commands
+the two flows give the alarms of the fused one (same policy, same scores, same deadlines).
+
 **Alarm deadlines.** A clear or de-escalation due at ``t`` is applied by an event-time timer at
 ``t + grace_s``: by then every window ending before ``t`` has been scored, so the alarms are
 those a later score would have produced.
@@ -34,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wearwatch import topics
-from wearwatch.events import AnomalyScore, FeatureVector, MachineHealth
+from wearwatch.events import AlarmCommand, AnomalyScore, FeatureVector, MachineHealth
 from wearwatch.learn.anomaly.baseline import Baselines, HardLimits
 from wearwatch.learn.anomaly.config import AnomalyConfig
 from wearwatch.learn.anomaly.model import AnomalyModel, DetectorState
@@ -47,6 +57,7 @@ from wearwatch.runtime.dataflow import Flow, Source, register
 from wearwatch.store.registry import ModelRegistry, UnknownFamily
 
 FLOW_NAME = "fleet"
+ALARMS_FLOW_NAME = "fleet-alarms"
 Limits = dict[str, dict[str, tuple[float | None, float | None]]]
 
 
@@ -140,6 +151,8 @@ def fleet_pipeline(
     scores_topic: str = topics.SCORES.name,
     health_topic: str = topics.HEALTH.name,
     alarms_topic: str = topics.ALARMS.name,
+    alarm_input: bool = False,
+    alarm_input_topic: str = topics.ALARM_INPUT.name,
 ) -> Flow:
     """The fleet flow. ``health_window_s`` (default: the longest window) is the window size
     risk and health are computed on, ``alarm_window_s`` (default: the longest) the one whose
@@ -147,7 +160,10 @@ def fleet_pipeline(
     ``fleet.scores`` (default: the alarm and health windows — every score feeds a decision; the
     shorter windows still go to ``fleet.features``, and scoring them costs ~0.5 ms a window).
     ``registry``: a model registry directory whose current ``anomaly`` and ``risk`` versions
-    serve where no model is given (``wearwatch worker fleet --param registry=DIR``)."""
+    serve where no model is given (``wearwatch worker fleet --param registry=DIR``).
+    ``alarm_input``: the alarm window's scores go to ``alarm_input_topic`` for the
+    ``fleet-alarms`` flow (which also applies operators' commands) instead of an alarm step
+    here; ``alarms`` is then that flow's business."""
     sizes = tuple(float(s) for s in windows_s)
     if not sizes:
         raise ValueError("windows_s=(): give at least one window size")
@@ -179,10 +195,40 @@ def fleet_pipeline(
     scores.to_topic(scores_topic)
     scored.filter(_is(MachineHealth)).to_topic(health_topic)
     on_alarm_window = scores.filter(lambda s: s.window_s == alarm_on)
+    if alarm_input:
+        on_alarm_window.to_topic(alarm_input_topic)
+        return flow
     # Deadlines (clears) wait for the scores of windows that ended before them: a window's
     # score comes once the watermark passes its end + grace.
     step = AlarmStep(alarms or AlarmConfig(), settle_s=grace_s)
     on_alarm_window.process(step).to_topic(alarms_topic)
+    return flow
+
+
+@register(ALARMS_FLOW_NAME)
+def fleet_alarms_flow(
+    alarms: AlarmConfig | None = None,
+    settle_s: float = 2.0,
+    *,
+    input_topic: str = topics.ALARM_INPUT.name,
+    alarms_topic: str = topics.ALARMS.name,
+) -> Flow:
+    """The alarm stage on its own (``wearwatch worker fleet-alarms``): the alarm window's
+    scores and operators' commands from ``fleet.alarm_input``, per machine, through
+    :class:`AlarmStep` to ``fleet.alarms``. ``settle_s``: the fleet flow's window grace (see
+    :class:`AlarmStep`). ``alarms`` may be given as a table of :class:`AlarmConfig` fields
+    (``--param alarms='{"quiet_s": 300}'``)."""
+    if isinstance(alarms, dict):
+        alarms = AlarmConfig(**alarms)
+    if alarms is not None and not isinstance(alarms, AlarmConfig):
+        raise ValueError(f"alarms={alarms!r}: expected an AlarmConfig or a table of its fields")
+    source = topics.ALARM_INPUT
+    flow = Flow(
+        ALARMS_FLOW_NAME, Source(input_topic, AnomalyScore | AlarmCommand, source.partitioned_by)
+    )
+    flow.stream.process(AlarmStep(alarms or AlarmConfig(), settle_s=settle_s)).to_topic(
+        alarms_topic
+    )
     return flow
 
 

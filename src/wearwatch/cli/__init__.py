@@ -16,6 +16,7 @@ from wearwatch.cli import (
     mill,
     models,
     replay,
+    serve,
     train,
     twin,
     up,
@@ -43,6 +44,7 @@ app.add_typer(alarms.app, name="alarms")
 worker.register(app)
 replay.register(app)
 demo.register(app)
+serve.register(app)
 up.register(app)
 
 

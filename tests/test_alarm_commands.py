@@ -251,6 +251,11 @@ def test_fleet_alarms_is_registered_and_takes_an_alarm_config_table() -> None:
     ]
     with pytest.raises(ValueError, match="quiet_s"):
         build_pipeline("fleet-alarms", {"alarms": {"quiet_s": -1}})
+    # `wearwatch worker fleet --param alarm_input=true`: its counterpart
+    fleet = build_pipeline("fleet", {"alarm_input": True})
+    assert isinstance(fleet, Flow)
+    [stage] = fleet.compile()
+    assert "fleet.alarm_input" in stage.outputs and "fleet.alarms" not in stage.outputs
 
 
 # -- two flows = the fused flow ------------------------------------------------------------

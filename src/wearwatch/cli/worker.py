@@ -50,6 +50,8 @@ def _run_one(
     exit_when_idle: bool,
     quiet: bool,
     unsigned_checkpoints: bool = False,
+    status_dir: str | None = None,
+    status_name: str = "",
 ) -> None:
     from rich.console import Console
 
@@ -73,7 +75,19 @@ def _run_one(
 
     last: dict[str, object] = {}  # per consumer group (a flow runs one per stage)
 
+    reporter = None
+    if status_dir is not None:
+        from pathlib import Path
+
+        from wearwatch.runtime.worker_status import WorkerStatusReporter
+
+        reporter = WorkerStatusReporter(
+            Path(status_dir), status_name, group=group, info={"pipeline": pipeline}
+        )
+
     def progress(worker: Worker) -> None:
+        if reporter is not None:
+            reporter.on_progress(worker)
         c = worker.counters()
         outage = f" outage={worker.outage.kind}" if worker.outage is not None else ""
         line = (dict(c), sorted(worker.states), outage)
@@ -92,16 +106,23 @@ def _run_one(
     # models loaded) would otherwise stall a record now and then.
     gc.collect()
     gc.freeze()
-    if isinstance(operator, Flow):
-        # One log connection per stage (each stage runs in its own thread).
-        runner = FlowWorker(
-            lambda: open_configured_log(settings, bus), operator, group, options, progress
-        )
-        counters = runner.run()
-    else:
-        log = open_configured_log(settings, bus)
-        counters = Worker(log, operator, group, options, on_progress=progress).run()
-        log.close()
+    try:
+        if isinstance(operator, Flow):
+            # One log connection per stage (each stage runs in its own thread).
+            runner = FlowWorker(
+                lambda: open_configured_log(settings, bus), operator, group, options, progress
+            )
+            counters = runner.run()
+        else:
+            log = open_configured_log(settings, bus)
+            counters = Worker(log, operator, group, options, on_progress=progress).run()
+            log.close()
+    except Exception as exc:
+        if reporter is not None:
+            reporter.failed(describe(exc))
+        raise
+    if reporter is not None:
+        reporter.stopped()
     gc.unfreeze()  # let interpreter shutdown release it all
     if not quiet:
         console.print(f"{pipeline}: stopped; counters {dict(counters)}")
@@ -127,6 +148,23 @@ def _check_checkpoint_key(bus: str | None, unsigned: bool) -> None:
         fail(str(exc))
 
 
+def _status_names(name: str, workers: int) -> list[str]:
+    """One status file name per worker process (``<name>-<i>`` for ``--workers N``).
+
+    >>> _status_names("fleet", 1), _status_names("fleet", 2)
+    (['fleet'], ['fleet-0', 'fleet-1'])
+    """
+    from wearwatch.runtime.status import NAME
+
+    names = [name] if workers == 1 else [f"{name}-{i}" for i in range(workers)]
+    if not all(NAME.match(n) for n in names):
+        fail(
+            f"--status-name {name!r}: expected lower-case letters, digits, '_', '.', '-' "
+            "(at most 64; default: the pipeline's name)"
+        )
+    return names
+
+
 def _run_child(*args: Any) -> None:
     """A ``--workers N`` process: fails like the CLI itself, with one line, not a traceback."""
     try:
@@ -148,6 +186,12 @@ def register(app: typer.Typer) -> None:
         unsigned_checkpoints: bool = typer.Option(
             False, help="Kafka without WEARWATCH_CHECKPOINT_KEY: unauthenticated checkpoints"
         ),
+        status_dir: str = typer.Option(
+            None, help="write a status file (<name>.json) here about once a second"
+        ),
+        status_name: str = typer.Option(
+            "", help="the status file's name (default: the pipeline's; --workers N: <name>-<i>)"
+        ),
     ) -> None:
         """Run PIPELINE with exactly-once checkpoints until SIGINT/SIGTERM.
 
@@ -167,14 +211,17 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             fail(describe(exc))
         group = group or pipeline
+        names = _status_names(status_name or pipeline, workers) if status_dir else [""] * workers
         _check_checkpoint_key(bus, unsigned_checkpoints)
         args = (pipeline, params, group, bus, exit_when_idle, quiet, unsigned_checkpoints)
         if workers == 1:
-            _run_one(*args)
+            _run_one(*args, status_dir, names[0])
             return
         procs = []
-        for _ in range(workers):
-            proc = multiprocessing.get_context("spawn").Process(target=_run_child, args=args)
+        for i in range(workers):
+            proc = multiprocessing.get_context("spawn").Process(
+                target=_run_child, args=(*args, status_dir, names[i])
+            )
             proc.start()
             procs.append(proc)
         for proc in procs:

@@ -1,0 +1,276 @@
+"""``wearwatch up``: the whole plant on one machine — warm-up, supervised processes, resume."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from wearwatch.cli.errors import fail, finite
+
+HELP = """Bring up the live platform: both twins, both pipelines, the API and the dashboard.
+
+Everything runs under one supervisor on the embedded log in the data directory (default var/):
+a crashed process is restarted and reported, one Ctrl-C stops them all cleanly (workers take a
+final checkpoint, twins record where they stopped), and `wearwatch up` again resumes the run
+where it stopped (its parameters are kept in <data_dir>/run/up.json). On first start the
+initial anomaly and risk models are trained from a short accelerated twin run (RUL from NASA
+C-MAPSS FD001 when WEARWATCH_CMAPSS_DIR has it), ~30-45 s.
+
+Why these defaults: rotating machines wear over hours to days (a bearing's P-F interval is
+1-6 days in the twin's compressed time), so the fleet runs at --speed 3600 — a plant hour per
+second — on a 30 s tick with 5 and 30 minute windows: a bearing fault is alarmed hours of plant
+time before it fails, within a minute or two of yours, and 20 machines see a failure every
+~20 s. A mill pass takes seconds, so the mill runs at --mill-speed 30 (about a pass a second):
+slow enough to watch a roll shock throw the router back to physics, fast enough to see the
+model win its trust back a minute or two later; its first two hours go out at once so the
+model serves from the first minute.
+"""
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("up", help=HELP)
+    def up(
+        duration: str = typer.Option(
+            None, help="stop after this much wall time, e.g. 90s, 10m (default: until Ctrl-C)"
+        ),
+        speed: float = typer.Option(
+            None,
+            callback=finite(low=1.0, high=1e6),
+            help="fleet twin: plant seconds per wall second [default: 3600]",
+        ),
+        mill_speed: float = typer.Option(
+            None,
+            "--mill-speed",
+            callback=finite(low=0.1, high=1e5),
+            help="mill twin: plant seconds per wall second [default: 30]",
+        ),
+        headless: bool = typer.Option(False, help="API only, no dashboard"),
+        port: int = typer.Option(None, min=1, max=65535, help="API port [default: setting]"),
+        machines: int = typer.Option(
+            None, min=1, max=1000, help="machines in the fleet [default: 20]"
+        ),
+        seed: int = typer.Option(None, help="seed of the twins [default: setting]"),
+        fresh: bool = typer.Option(
+            False, help="start a new run: remove the log, models and run state first"
+        ),
+    ) -> None:
+        from rich.console import Console
+
+        from wearwatch.cli.twin import parse_duration
+        from wearwatch.config import get_settings
+        from wearwatch.launch.run import (
+            RunPaths,
+            load_params,
+            merge_params,
+            platform_children,
+            save_params,
+        )
+        from wearwatch.launch.supervisor import Supervisor
+
+        settings = get_settings()
+        console = Console(highlight=False)
+        try:
+            duration_s = None if duration is None else parse_duration(duration)
+        except ValueError as exc:
+            fail(f"--duration: {exc}")
+        paths = RunPaths(settings.data_dir)
+        if not settings.bus_url.startswith("sqlite:///"):
+            fail(f"bus={settings.bus_url}: `wearwatch up` runs on the embedded log (sqlite:///…)")
+        log_file = Path(settings.bus_url.removeprefix("sqlite:///"))
+        if fresh:
+            _remove_run(paths, log_file, settings.registry_dir)
+        try:
+            saved = load_params(paths.params)
+        except (ValueError, TypeError, OSError) as exc:
+            fail(f"{paths.params}: unreadable ({exc}); add --fresh to start a new run")
+        flags: dict[str, Any] = {
+            "speed": speed,
+            "mill_speed": mill_speed,
+            "machines": machines,
+            "seed": seed if seed is not None else (None if saved else settings.seed),
+            "port": port if port is not None else settings.api_port,
+            "host": settings.api_host,
+            "headless": headless,
+        }
+        try:
+            params = merge_params(saved, flags)
+        except ValueError as exc:
+            fail(str(exc))
+        save_params(paths.params, params)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+        if saved is not None:
+            console.print(f"resuming the run in {paths.run_dir} (--fresh starts a new one)")
+        _warm_up_if_needed(console, params, settings)
+
+        children = platform_children(params, paths, settings.registry_dir, serve=True)
+        children = _placeholder_api(_before_stream(children), params)
+        supervisor = Supervisor(children, log_dir=paths.log_dir, report=console.print)
+
+        def stop(signum: int, frame: object) -> None:
+            supervisor.request_stop()
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        supervisor.start()
+        _print_urls(console, params, settings, paths)
+        watch = _ModelWatch(settings.registry_dir, supervisor, console)
+        supervisor.run(duration_s, tick=watch.check)
+        console.print(
+            "stopped: every process ended; `wearwatch up` resumes this run "
+            f"(logs in {paths.log_dir})"
+        )
+
+
+def _before_stream(children: list[Any]) -> list[Any]:
+    """TRANSITIONAL, until issue10-stream is merged: no worker status flags, no alarm worker."""
+    import dataclasses
+
+    from wearwatch.pipelines import PIPELINES, _load_registrations
+
+    _load_registrations()
+    if "fleet-alarms" in PIPELINES:
+        return children
+    out = []
+    for child in children:
+        if child.name == "worker-fleet-alarms":
+            continue
+        if child.name.startswith("worker-"):
+            argv = list(child.argv)
+            i = argv.index("--status-dir")
+            del argv[i : i + 4]
+            if "alarm_input=true" in argv:
+                j = argv.index("alarm_input=true")
+                del argv[j - 1 : j + 1]
+            child = dataclasses.replace(child, argv=argv)
+        out.append(child)
+    return out
+
+
+def _placeholder_api(children: list[Any], params: Any) -> list[Any]:
+    """TRANSITIONAL, until `wearwatch serve` is merged: a static file server on the port."""
+    import importlib.util
+    import sys
+
+    from wearwatch.launch.supervisor import ChildSpec
+
+    if importlib.util.find_spec("wearwatch.cli.serve") is not None:
+        return children
+    argv = [sys.executable, "-m", "http.server", str(params.port), "--bind", params.host]
+    return [c if c.name != "api" else ChildSpec("api", argv) for c in children]
+
+
+def _remove_run(paths: Any, log_file: Path, registry_dir: Path) -> None:
+    """A new run: the log (with its key and SQLite side files), models and run state go."""
+    for path in (paths.run_dir, registry_dir):
+        shutil.rmtree(path, ignore_errors=True)
+    for suffix in ("", "-wal", "-shm", ".key"):
+        Path(f"{log_file}{suffix}").unlink(missing_ok=True)
+
+
+def _warm_up_if_needed(console: Any, params: Any, settings: Any) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from wearwatch.launch.warmup import WarmupPlan, needs_warmup, warm_up
+    from wearwatch.learn.rul.data import default_data_dir
+
+    if not needs_warmup(settings.registry_dir):
+        return
+    plan = WarmupPlan(
+        machines=params.machines,
+        seed=params.seed + 1000,
+        tick_s=params.tick_s,
+        windows_s=params.windows_s,
+        grace_s=params.grace_s,
+        watermark_delay_s=params.watermark_delay_s,
+    )
+    console.print(
+        f"first start: training the initial models in {settings.registry_dir} "
+        f"(a {plan.machines}-machine fleet twin for {plan.effective_days:g} days, seed "
+        f"{plan.seed}: another plant than the one you will watch)"
+    )
+    bar = Progress(
+        TextColumn("warm-up"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+    )
+    with bar:
+        task = bar.add_task("", total=1.0)
+
+        def progress(stage: str, fraction: float) -> None:
+            bar.update(task, completed=fraction, description=stage)
+
+        result = warm_up(
+            settings.registry_dir, plan, default_data_dir(settings.cmapss_dir), progress
+        )
+    figures = f"{result.windows:,} windows, {result.failures} failures"
+    console.print(
+        f"warm-up: registered {', '.join(result.registered.values())} ({figures}) "
+        f"in {result.seconds['total']:g} s"
+    )
+    if result.rul_note:
+        console.print(result.rul_note)
+
+
+def _print_urls(console: Any, params: Any, settings: Any, paths: Any) -> None:
+    try:
+        from wearwatch.api.auth import load_or_create_token
+    except ImportError:  # TRANSITIONAL, until the api part is merged
+        token = settings.api_token or "(no API yet)"
+    else:
+        token = load_or_create_token(settings.data_dir, settings.api_token)
+    base = f"http://{params.host}:{params.port}"
+    if not params.headless:
+        console.print(f"dashboard  {base}/?token={token}")
+    console.print(f"API docs   {base}/docs")
+    console.print(f"metrics    {base}/metrics")
+    console.print(f"token      {token}  (Authorization: Bearer …, for the control endpoints)")
+    console.print(f"logs       {paths.log_dir}    Ctrl-C stops everything")
+
+
+class _ModelWatch:
+    """Restart the fleet worker when the registry's current anomaly or risk version changes
+    (a promote or rollback through the API): the worker loads its models at start."""
+
+    FAMILIES = ("anomaly", "risk")
+
+    def __init__(self, registry_dir: Path, supervisor: Any, console: Any) -> None:
+        from wearwatch.store.registry import ModelRegistry
+
+        self.registry = ModelRegistry(registry_dir)
+        self.supervisor = supervisor
+        self.console = console
+        self.current = self._versions()
+        self._next = 0.0
+
+    def _versions(self) -> dict[str, int | None]:
+        from wearwatch.store.registry import RegistryError
+
+        out: dict[str, int | None] = {}
+        for family in self.FAMILIES:
+            try:
+                out[family] = self.registry.current_version(family)
+            except (RegistryError, OSError):
+                out[family] = None
+        return out
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + 2.0
+        versions = self._versions()
+        if versions != self.current:
+            changed = ", ".join(
+                f"{f} v{versions[f]}" for f in self.FAMILIES if versions[f] != self.current[f]
+            )
+            self.current = versions
+            self.supervisor.restart("worker-fleet", f"models changed: {changed}")

@@ -5,6 +5,7 @@ Playwright never downloads a browser here: it drives ``/usr/bin/chromium``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -60,14 +61,21 @@ def http_ok(url: str) -> bool:
 
 
 def stop(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
-    """SIGINT (a clean shutdown) to the process group we started, then SIGKILL if it hangs."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGINT)
-        process.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
-    except ProcessLookupError:
-        pass
+    stop_all([process], timeout_s)
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]], timeout_s: float = 20.0) -> None:
+    """SIGINT (a clean shutdown) to each process group we started, all at once; SIGKILL to
+    those still running after ``timeout_s``."""
+    running = [p for p in processes if p.poll() is None]
+    for p in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGINT)
+    deadline = time.monotonic() + timeout_s
+    for p in running:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)

@@ -80,6 +80,15 @@ def time_chart(title: str, y_name: str = "", *, legend: bool = True) -> dict[str
     }
 
 
+def pass_chart(title: str) -> dict[str, Any]:
+    """An empty chart over a sequence (a category x axis whose labels the caller sets)."""
+    chart = time_chart(title)
+    chart["xAxis"] = {"type": "category", "data": [], "boundaryGap": False}
+    chart["legend"] = {"type": "scroll", "bottom": 0, "left": "center"}
+    chart["grid"]["bottom"] = 52
+    return chart
+
+
 def line(name: str, colour: str | None = None, **extra: Any) -> dict[str, Any]:
     """A line series without symbols (hundreds of points)."""
     out: dict[str, Any] = {"name": name, "type": "line", "showSymbol": False, "data": []}

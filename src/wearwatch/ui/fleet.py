@@ -19,7 +19,7 @@ from wearwatch.events import SEVERITIES
 from wearwatch.ui.access import LOCKED
 from wearwatch.ui.charts import SEVERITY_COLOURS
 from wearwatch.ui.frame import Board, refresh_every
-from wearwatch.ui.tiles import CSS, tiles_html
+from wearwatch.ui.tiles import CSS, tile_severity, tiles_html
 
 ALARM_COLUMNS = [
     {"name": "machine_id", "label": "Machine", "field": "machine_id", "align": "left"},
@@ -123,7 +123,7 @@ class FleetPanel:
         if rows != self.table.rows:
             self.table.rows = rows
             self.table.update()
-        counts = Counter(m.severity for m in machines)
+        counts = Counter(tile_severity(m) for m in machines)
         by_severity = " · ".join(f"{s} {counts[s]}" for s in SEVERITIES if counts[s])
         self.summary.set_text(
             f"{len(machines)} machines · {len(rows)} open alarms"

@@ -11,6 +11,7 @@ from typing import Any
 
 from nicegui import ui
 
+from wearwatch.twin.fleet.config import SENSORS
 from wearwatch.ui import charts
 from wearwatch.ui.frame import Board, refresh_every
 
@@ -18,12 +19,27 @@ AGGREGATES = ("count", "mean", "std", "min", "max", "slope", "latest")
 
 
 def sensors_of(features: dict[str, float]) -> list[str]:
-    """The sensors a feature vector covers (``<sensor>.<aggregate>`` keys), in first-seen order.
+    """The sensors a feature vector covers (``<sensor>.<aggregate>`` keys): the fleet's sensor
+    order (vibration first), then any other in name order.
 
-    >>> sensors_of({"vibration.mean": 1.0, "vibration.max": 2.0, "bearing_temp.mean": 60.0})
-    ['vibration', 'bearing_temp']
+    >>> sensors_of({"x.mean": 0.0, "bearing_temp.mean": 60.0, "vibration.max": 2.0})
+    ['vibration', 'bearing_temp', 'x']
     """
-    return list(dict.fromkeys(k.rsplit(".", 1)[0] for k in features if "." in k))
+    names = {k.rsplit(".", 1)[0] for k in features if "." in k}
+    rank = {s: i for i, s in enumerate(SENSORS)}
+    return sorted(names, key=lambda s: (rank.get(s, len(rank)), s))
+
+
+def _duration(seconds: float) -> str:
+    """
+    >>> _duration(5.0), _duration(300.0), _duration(1800.0), _duration(7200.0), _duration(90.0)
+    ('5 s', '5 min', '30 min', '2 h', '90 s')
+    """
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
 
 
 def feature_rows(features: dict[str, float]) -> list[dict[str, Any]]:
@@ -53,7 +69,8 @@ class MachinePanel:
     def __init__(self, board: Board, machine_id: str) -> None:
         self.board = board
         self.machine_id = machine_id
-        self.window_s = 30.0
+        #: The window size shown (the longest the pipeline emits, until the user picks one).
+        self.window_s: float | None = None
         machine_type = machine_id.rsplit("-", 1)[0]
         spec = board.fleet.machine_types.get(machine_type) if board.fleet else None
         self.iso_class: str | None = spec.iso_class if spec is not None else None
@@ -65,9 +82,7 @@ class MachinePanel:
             self.severity = ui.badge("…").classes("text-body1 ww-severity")
             self.headline = ui.label().classes("ww-health-line")
             ui.space()
-            ui.toggle({5.0: "5 s windows", 30.0: "30 s windows"}, value=self.window_s).props(
-                "dense"
-            ).on_value_change(self._window)
+            self.windows = ui.toggle({}, on_change=self._window).props("dense")
         self.versions = ui.label().classes("text-caption text-grey-7")
         iso = f"ISO 10816 class {self.iso_class}" if self.iso_class else "ISO class unknown"
         ui.label(
@@ -101,7 +116,8 @@ class MachinePanel:
             self.risk_chart = ui.echart(risk).classes("h-64 ww-risk-chart")
         with ui.grid(columns=2).classes("w-full"):
             with ui.column():
-                ui.label("Latest score: triggers").classes("text-subtitle1")
+                ui.label("Anomaly triggers").classes("text-subtitle1")
+                self.trigger_note = ui.label().classes("text-caption text-grey-8 ww-trigger-note")
                 self.triggers = (
                     ui.table(
                         columns=_cols(
@@ -151,8 +167,18 @@ class MachinePanel:
         refresh_every(1.0, self.refresh)
 
     def _window(self, event: Any) -> None:
-        self.window_s = float(event.value)
-        self.refresh()
+        if event.value is not None and float(event.value) != self.window_s:
+            self.window_s = float(event.value)
+            self.refresh()
+
+    def _window_sizes(self) -> None:
+        sizes = self.board.view.window_sizes(self.machine_id)
+        options = {s: f"{_duration(s)} windows" for s in sizes}
+        if options != self.windows.options:
+            self.windows.set_options(options)
+        if self.window_s not in sizes and sizes:
+            self.window_s = sizes[-1]
+            self.windows.set_value(self.window_s)
 
     def refresh(self) -> None:
         view = self.board.view
@@ -171,7 +197,8 @@ class MachinePanel:
             )
             versions = ", ".join(f"{k} {v}" for k, v in sorted(summary.model_versions.items()))
             self.versions.set_text(f"models: {versions or 'untrained defaults'}")
-        vectors = view.features(mid, self.window_s)
+        self._window_sizes()
+        vectors = view.features(mid, self.window_s) if self.window_s is not None else []
         self._trend(vectors)
         if vectors:
             rows = feature_rows(vectors[-1].features)
@@ -181,7 +208,18 @@ class MachinePanel:
         scores = view.scores(mid)
         if _set(self.score_chart, 0, [[charts.ms(s.ts), s.score] for s in scores]):
             self.score_chart.update()
-        if scores:
+        fired = next((s for s in reversed(scores) if s.triggers), None)
+        if not scores:
+            self.trigger_note.set_text("no score yet")
+        elif fired is None:
+            self.trigger_note.set_text("no detector has fired in the scores kept")
+        else:
+            when = fired.ts.strftime("%Y-%m-%d %H:%M:%S")
+            latest = "the latest score" if fired is scores[-1] else "the latest score that fired"
+            self.trigger_note.set_text(
+                f"{latest} ({when}, {fired.severity}): {fired.reason or '—'}"
+            )
+        if fired is not None:
             rows = [
                 {
                     "detector": t.detector,
@@ -192,7 +230,7 @@ class MachinePanel:
                     "severity": t.severity,
                     "category": t.category,
                 }
-                for t in scores[-1].triggers
+                for t in fired.triggers
             ]
             if rows != self.triggers.rows:
                 self.triggers.rows = rows

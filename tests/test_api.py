@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from wearwatch import topics
 from wearwatch.api.app import create_app
 from wearwatch.api.platform import Platform, PlatformConfig
-from wearwatch.bus.base import read_all
+from wearwatch.bus.base import OutRecord, read_all
+from wearwatch.bus.sqlite import SqliteLog
 from wearwatch.columnar import decode_columns, encode_events, is_columnar
 from wearwatch.events import (
     Alarm,
@@ -33,13 +33,18 @@ from wearwatch.events import (
     MachineHealth,
     PassOutcome,
     Reading,
+    Trigger,
     TwinCommand,
     decode_record,
     encode,
     utc,
 )
 from wearwatch.learn.rul.inference import predict_engine
+from wearwatch.pipelines.fleet.alarms import AlarmConfig
+from wearwatch.pipelines.fleet.flow import fleet_alarms_flow
+from wearwatch.runtime.flow_worker import FlowWorker
 from wearwatch.runtime.status import ComponentStatus, write_status
+from wearwatch.runtime.worker import WorkerOptions
 from wearwatch.store.registry import ModelRegistry
 
 
@@ -698,14 +703,89 @@ def test_health_and_metrics_report_the_components_status_files(own) -> None:
 def test_openapi_documents_every_route_with_examples(shared) -> None:
     _, client = shared
     doc = client.get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+
+    def has_example(content: dict) -> bool:
+        schema = content.get("schema", {})
+        named = schemas.get(schema.get("$ref", "").rpartition("/")[2], {})
+        return any("example" in c or "examples" in c for c in (content, schema, named))
+
     for path, item in doc["paths"].items():
         for method, op in item.items():
-            assert op.get("summary") and op.get("description"), (method, path)
+            where = (method, path)
+            assert op.get("summary") and op.get("description"), where
             ok = [c for c in op["responses"] if c.startswith("2")]
-            assert ok, (method, path)
+            assert ok, where
+            for code, response in op["responses"].items():
+                for media, content in response.get("content", {}).items():
+                    assert has_example(content), (*where, code, media)
             if path not in ("/metrics", "/live", "/baseline/info"):
                 content = op["responses"][ok[0]]["content"]["application/json"]
-                assert "$ref" in json.dumps(content["schema"]), (method, path)
-    severity = doc["components"]["schemas"]["AnomalyScore"]["properties"]["severity"]["enum"]
+                assert "$ref" in json.dumps(content["schema"]), where
+            body = op.get("requestBody", {}).get("content", {}).get("application/json")
+            if body is not None:
+                assert has_example(body), where
+    severity = schemas["AnomalyScore"]["properties"]["severity"]["enum"]
     assert sorted(severity) == sorted(["normal", "watch", "medium", "high", "critical"])
-    assert pd.Series(list(doc["paths"])).is_unique
+
+
+# ------------------------------------------------------------ alarm actions end to end
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+HOT = Trigger(
+    detector="zscore",
+    feature="bearing_temp.mean",
+    value=91.0,
+    threshold=85.0,
+    score=1.2,
+    severity="medium",
+)
+
+
+def _score(t: float, hot: bool) -> AnomalyScore:
+    return AnomalyScore(
+        ts=utc(T0 + t),
+        machine_id="fan-001",
+        window_s=30.0,
+        severity="medium" if hot else "normal",
+        score=1.2 if hot else 0.0,
+        triggers=[HOT] if hot else [],
+    )
+
+
+def test_an_acknowledgement_through_the_api_is_applied_by_the_alarm_stage(tmp_path: Path) -> None:
+    """Scores on the alarm input raise an alarm (fleet-alarms worker); the API's ack lands on
+    the same input stamped with the machine's latest score time; the worker applies it and the
+    API shows the alarm acknowledged — every step through the log."""
+    log_path = tmp_path / "log.db"
+    log = SqliteLog(log_path)
+    topics.ALARM_INPUT.create(log)
+    scores = [_score(t, hot=t < 90) for t in (0, 30, 60, 90, 120)]
+    log.produce(OutRecord(topics.ALARM_INPUT.name, b"fan-001", encode(s)) for s in scores)
+    log.flush()
+    options = WorkerOptions(exit_when_idle=True, poll_timeout_s=0.0, checkpoint_key="k" * 64)
+
+    def run_alarm_stage() -> None:
+        flow = fleet_alarms_flow(AlarmConfig(quiet_s=600.0))
+        FlowWorker(lambda: SqliteLog(log_path), flow, "alarms", options).run(install_signals=False)
+
+    run_alarm_stage()
+    platform = _platform(tmp_path, log_path, tmp_path / "models")
+    with TestClient(create_app(platform, dashboard=False)) as client:
+        [raised] = client.get("/alarms", params={"machine": "fan-001"}).json()
+        assert (raised["alarm_id"], raised["acknowledged"]) == ("fan-001/machine/1", False)
+        r = client.post("/alarms/fan-001/machine/1/ack", json={"by": "ann"}, headers=AUTH)
+        assert r.status_code == 202
+        assert msgspec.json.decode(r.content, type=AlarmCommand).ts == utc(T0 + 120)
+        run_alarm_stage()
+        while platform.view.poll() > 0:
+            pass
+        alarm = client.get("/alarms/fan-001/machine/1").json()
+        assert (alarm["transition"], alarm["acknowledged"], alarm["ack_by"]) == (
+            "acknowledged",
+            True,
+            "ann",
+        )
+        assert alarm["ack_at"] == "2026-01-01T00:02:00Z"
+    platform.close()
+    log.close()

@@ -42,6 +42,19 @@ _FV_EXAMPLE = {
         "temperature.mean": 61.0,
     },
 }
+_SUMMARY_EXAMPLE = {
+    "machine_id": MACHINE_EXAMPLE,
+    "health": 98.2,
+    "risk": 0.03,
+    "risk_level": "low",
+    "time_to_maintenance_h": None,
+    "severity": "normal",
+    "reason": "",
+    "open_alarms": 0,
+    "worst_alarm": "",
+    "event_time": "2026-01-01T00:00:30Z",
+    "model_versions": {"anomaly": "anomaly@v0001", "risk": "risk@v0001"},
+}
 _SCORE_EXAMPLE = {
     "type": "anomaly_score",
     "v": 1,
@@ -101,7 +114,9 @@ def routes(platform: Platform) -> APIRouter:
         "maintenance (null: no upward trend), the latest anomaly severity and reason, the "
         "number of open alarms and the worst of them.",
         response_class=Response,
-        responses={200: doc.json_response("MachineSummary", "The fleet", many=True)},
+        responses={
+            200: doc.json_response("MachineSummary", "The fleet", [_SUMMARY_EXAMPLE], many=True)
+        },
     )
     async def machines() -> Response:
         return doc.json_bytes(view.machines())
@@ -112,7 +127,10 @@ def routes(platform: Platform) -> APIRouter:
         description="As one row of `GET /machines`. 404 for a machine the platform does not "
         "know, or one that has reported nothing yet.",
         response_class=Response,
-        responses={200: doc.json_response("MachineSummary", "The machine"), **unknown_machine},
+        responses={
+            200: doc.json_response("MachineSummary", "The machine", _SUMMARY_EXAMPLE),
+            **unknown_machine,
+        },
     )
     async def machine(machine_id: str) -> Response:
         summary = view.machine(machine_id)
@@ -268,7 +286,19 @@ def routes(platform: Platform) -> APIRouter:
         description="The anomaly model's configuration, per-machine healthy baselines, hard "
         "limits and PCA detectors (`AnomalyModel.info()`); 503 when none is trained.",
         responses={
-            200: {"description": "The model's baselines, limits and detectors"},
+            200: {
+                "description": "The model's baselines, limits and detectors",
+                "content": {
+                    doc.JSON: {
+                        "schema": {"type": "object"},
+                        "example": {
+                            "format": "anomaly-model/1",
+                            "model_version": "anomaly@v0001",
+                            "machines_with_own_baseline": [MACHINE_EXAMPLE],
+                        },
+                    }
+                },
+            },
             **doc.unavailable("no anomaly model is served; train it: wearwatch train anomaly"),
         },
     )

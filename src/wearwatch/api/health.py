@@ -100,7 +100,15 @@ def routes(platform: Platform) -> APIRouter:
         response_class=Response,
         responses={
             200: doc.json_response("HealthReport", "ok or degraded", _EXAMPLE),
-            503: doc.json_response("HealthReport", "down: the log does not answer"),
+            503: doc.json_response(
+                "HealthReport",
+                "down: the log does not answer",
+                {
+                    **_EXAMPLE,
+                    "status": "down",
+                    "log": {"reachable": False, "topics": {}, "error": "LogError: …"},
+                },
+            ),
         },
     )
     def health() -> Response:

@@ -39,6 +39,10 @@ from wearwatch.runtime.status import ComponentStatus
 from wearwatch.store.live import LineSummary, MachineSummary
 
 REF = "#/components/schemas/{name}"
+#: What every 422 looks like (FastAPI's shape; ``loc`` names the field).
+VALIDATION_EXAMPLE = {
+    "detail": [{"loc": ["body", "by"], "msg": "Field required", "type": "missing"}]
+}
 JSON = "application/json"
 
 
@@ -202,6 +206,13 @@ def add_components(document: dict[str, Any]) -> dict[str, Any]:
     # Endpoints that validate bodies themselves answer 422 in FastAPI's own shape.
     schemas.setdefault("ValidationError", validation_error_definition)
     schemas.setdefault("HTTPValidationError", validation_error_response_definition)
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            invalid = operation.get("responses", {}).get("422")
+            if invalid is not None:
+                invalid.setdefault("content", {}).setdefault(JSON, {}).setdefault(
+                    "example", VALIDATION_EXAMPLE
+                )
     return document
 
 

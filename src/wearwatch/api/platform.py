@@ -19,7 +19,7 @@ from typing import Any
 from wearwatch.bus import Log, open_log
 from wearwatch.events import AlarmCommand, TwinCommand
 from wearwatch.learn.rul.data import SUBSETS
-from wearwatch.pipelines.fleet.alarm_commands import send_alarm_command
+from wearwatch.pipelines.fleet.alarm_commands import latest_event_time, send_alarm_command
 from wearwatch.runtime.status import ComponentStatus, read_statuses
 from wearwatch.store.live import LiveView
 from wearwatch.store.registry import ModelRegistry, RegistryError, UnknownFamily
@@ -215,7 +215,7 @@ class Platform:
     ) -> AlarmCommand:
         """Send an operator's action on an alarm (``silence``/``unsilence``: on its machine).
 
-        The command is stamped with the latest event time seen for the machine, so it never
+        The command is stamped with the machine's event time (:meth:`event_time`), so it never
         moves the alarm stage's watermark past the data. LookupError: an unknown alarm."""
         alarm = self.view.alarm(alarm_id)
         if alarm is None:
@@ -250,7 +250,7 @@ class Platform:
         if (until is None) == (duration_s is None):
             raise ValueError("until, duration_s: give exactly one")
         if duration_s is not None:
-            now = self.view.event_time(machine_id)
+            now = self.event_time(machine_id)
             if now is None:
                 raise LookupError(
                     f"machine {machine_id!r} has reported nothing yet: give until, not duration_s"
@@ -261,6 +261,12 @@ class Platform:
     def unsilence(self, machine_id: str, *, by: str = "", note: str = "") -> AlarmCommand:
         self.require_machine(machine_id)
         return self._send_alarm(machine_id, "unsilence", by=by, note=note)
+
+    def event_time(self, machine_id: str) -> datetime | None:
+        """The time an operator's command for ``machine_id`` is stamped with: the latest event
+        time of the machine on the alarm stage's input (what ``wearwatch alarms`` stamps too),
+        else — no alarm input yet — the latest the view saw for it."""
+        return latest_event_time(self.log, machine_id) or self.view.event_time(machine_id)
 
     def _send_alarm(
         self,
@@ -273,7 +279,7 @@ class Platform:
         note: str = "",
         fallback_ts: datetime | None = None,
     ) -> AlarmCommand:
-        ts = self.view.event_time(machine_id) or fallback_ts
+        ts = self.event_time(machine_id) or fallback_ts
         if ts is None:
             raise LookupError(f"machine {machine_id!r} has reported nothing yet")
         command = AlarmCommand(

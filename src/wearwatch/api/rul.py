@@ -19,13 +19,15 @@ from wearwatch.api.platform import Platform
 from wearwatch.learn.rul.data import OP_SETTINGS, SENSORS
 from wearwatch.learn.rul.inference import predict_engine
 
-_FINITE = Annotated[float, Field(allow_inf_nan=False)]
+#: C-MAPSS settings and sensors are physical values well inside ±1e6 (the largest, core
+#: speed, is ~9,000 rpm); the bound keeps the features' sums and products finite.
+_VALUE = Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)]
 #: One cycle: its number, the operational settings and the sensors, all required.
 EngineCycle: type[BaseModel] = create_model(
     "EngineCycle",
     __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
     cycle=(int, Field(ge=1, le=100_000)),
-    **{name: (_FINITE, ...) for name in [*OP_SETTINGS, *SENSORS]},  # type: ignore[call-overload]
+    **{name: (_VALUE, ...) for name in [*OP_SETTINGS, *SENSORS]},  # type: ignore[call-overload]
 )
 
 _CYCLE_EXAMPLE: dict[str, Any] = {

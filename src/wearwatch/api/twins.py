@@ -9,9 +9,9 @@ it on its next step. The path names the command (``set-wear``), the body its arg
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi import APIRouter, Body, Depends, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from wearwatch.api import openapi as doc
@@ -137,7 +137,7 @@ def routes(platform: Platform) -> APIRouter:
         return mill("gradual", body.model_dump())
 
     @mill_route("maintenance", "Mill: maintenance (roll change)", "Resets wear to new rolls.")
-    def maintenance(body: NoArguments | None = None) -> Response:
+    def maintenance(body: Annotated[NoArguments | None, Body(examples=[{}])] = None) -> Response:
         return mill("maintenance", {})
 
     @mill_route("set-wear", "Mill: set roll wear", "Sets roll wear to `wear` (0 … 1.5).")
@@ -182,7 +182,9 @@ def routes(platform: Platform) -> APIRouter:
         "A failed machine is repaired, a running "
         "one maintained: its machine and sensor faults are cleared.",
     )
-    def repair(machine_id: str, body: NoArguments | None = None) -> Response:
+    def repair(
+        machine_id: str, body: Annotated[NoArguments | None, Body(examples=[{}])] = None
+    ) -> Response:
         return fleet(machine_id, "repair", {})
 
     return router

@@ -9,13 +9,33 @@ gracefully (open event streams get :data:`GRACE_S` seconds) and closes the platf
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
+import uvicorn
 
 #: Seconds open connections (event streams) get to finish on shutdown.
 GRACE_S = 2.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that a SIGTERM or SIGINT ends :meth:`run` normally once the
+    server has shut down (uvicorn re-raises the signal then, which would kill the process
+    before the platform closes: its view thread and the log)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def register(app: typer.Typer) -> None:
@@ -47,8 +67,6 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Serve the API (and the dashboard) over the configured log and model registry."""
-        import uvicorn
-
         from wearwatch.api.app import create_app
         from wearwatch.api.auth import load_or_create_token, redact_logs
         from wearwatch.api.platform import Platform, PlatformConfig
@@ -80,7 +98,7 @@ def register(app: typer.Typer) -> None:
                 log_level="info",
             )
             redact_logs(token)  # after uvicorn configured its loggers
-            uvicorn.Server(server_config).run()
+            _Server(server_config).run()
         finally:
             platform.close()
             log.close()

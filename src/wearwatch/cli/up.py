@@ -49,7 +49,9 @@ def register(app: typer.Typer) -> None:
             callback=finite(low=0.1, high=1e5),
             help="mill twin: plant seconds per wall second [default: 30]",
         ),
-        headless: bool = typer.Option(False, help="API only, no dashboard"),
+        headless: bool = typer.Option(
+            None, "--headless/--dashboard", help="API only, no dashboard [default: dashboard]"
+        ),
         port: int = typer.Option(None, min=1, max=65535, help="API port [default: setting]"),
         machines: int = typer.Option(
             None, min=1, max=1000, help="machines in the fleet [default: 20]"
@@ -92,8 +94,9 @@ def register(app: typer.Typer) -> None:
             "speed": speed,
             "mill_speed": mill_speed,
             "machines": machines,
-            "seed": seed if seed is not None else (None if saved else settings.seed),
-            "port": port if port is not None else settings.api_port,
+            # Unset flags keep the saved run's values; a new run takes the settings'.
+            "seed": seed if seed is not None or saved else settings.seed,
+            "port": port if port is not None or saved else settings.api_port,
             "host": settings.api_host,
             "headless": headless,
         }
@@ -109,7 +112,6 @@ def register(app: typer.Typer) -> None:
         _warm_up_if_needed(console, params, settings)
 
         children = platform_children(params, paths, settings.registry_dir, serve=True)
-        children = _placeholder_api(_before_stream(children), params)
         supervisor = Supervisor(children, log_dir=paths.log_dir, report=console.print)
 
         def stop(signum: int, frame: object) -> None:
@@ -125,44 +127,6 @@ def register(app: typer.Typer) -> None:
             "stopped: every process ended; `wearwatch up` resumes this run "
             f"(logs in {paths.log_dir})"
         )
-
-
-def _before_stream(children: list[Any]) -> list[Any]:
-    """TRANSITIONAL, until issue10-stream is merged: no worker status flags, no alarm worker."""
-    import dataclasses
-
-    from wearwatch.pipelines import PIPELINES, _load_registrations
-
-    _load_registrations()
-    if "fleet-alarms" in PIPELINES:
-        return children
-    out = []
-    for child in children:
-        if child.name == "worker-fleet-alarms":
-            continue
-        if child.name.startswith("worker-"):
-            argv = list(child.argv)
-            i = argv.index("--status-dir")
-            del argv[i : i + 4]
-            if "alarm_input=true" in argv:
-                j = argv.index("alarm_input=true")
-                del argv[j - 1 : j + 1]
-            child = dataclasses.replace(child, argv=argv)
-        out.append(child)
-    return out
-
-
-def _placeholder_api(children: list[Any], params: Any) -> list[Any]:
-    """TRANSITIONAL, until `wearwatch serve` is merged: a static file server on the port."""
-    import importlib.util
-    import sys
-
-    from wearwatch.launch.supervisor import ChildSpec
-
-    if importlib.util.find_spec("wearwatch.cli.serve") is not None:
-        return children
-    argv = [sys.executable, "-m", "http.server", str(params.port), "--bind", params.host]
-    return [c if c.name != "api" else ChildSpec("api", argv) for c in children]
 
 
 def _remove_run(paths: Any, log_file: Path, registry_dir: Path) -> None:
@@ -221,12 +185,9 @@ def _warm_up_if_needed(console: Any, params: Any, settings: Any) -> None:
 
 
 def _print_urls(console: Any, params: Any, settings: Any, paths: Any) -> None:
-    try:
-        from wearwatch.api.auth import load_or_create_token
-    except ImportError:  # TRANSITIONAL, until the api part is merged
-        token = settings.api_token or "(no API yet)"
-    else:
-        token = load_or_create_token(settings.data_dir, settings.api_token)
+    from wearwatch.api.auth import load_or_create_token
+
+    token = load_or_create_token(settings.data_dir, settings.api_token)
     base = f"http://{params.host}:{params.port}"
     if not params.headless:
         console.print(f"dashboard  {base}/?token={token}")

@@ -208,6 +208,7 @@ def platform_children(
             "--host", params.host,
             "--port", str(params.port),
             "--machines", str(params.machines),
+            *status,
         ]  # fmt: skip
         if params.headless:
             api.append("--headless")

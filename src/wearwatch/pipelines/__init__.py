@@ -25,7 +25,6 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "wearwatch.pipelines.fleet.flow",
     "wearwatch.pipelines.reading_windows",
     "wearwatch.pipelines.mill.flow",
-    "wearwatch.pipelines.fleet.flow",
 )
 
 

@@ -56,6 +56,7 @@ class LineCard:
         self.line = line
         self.learners: list[str] = []
         self.served: str | None = None
+        self._sig: tuple[Any, ...] | None = None
         with ui.card().classes(f"w-full ww-line ww-line-{line}").props(f"data-line={line}"):
             with ui.row().classes("items-center gap-3"):
                 ui.label(line).classes("text-h6")
@@ -103,6 +104,11 @@ class LineCard:
                 f"100) physics {_pct(recent.get('physics'))}, model {_pct(recent.get('model'))}, "
                 f"served {_pct(recent.get('served'))}"
             )
+        last = outcomes[-1] if outcomes else None
+        sig = (len(outcomes), last and (last.ts, last.slab_id, last.pass_no))
+        if sig == self._sig:
+            return  # no new pass: nothing to send to the browser
+        self._sig = sig
         labels = [o.ts.strftime("%H:%M:%S") for o in outcomes]
         for chart in (self.force, self.ape):
             chart.options["xAxis"]["data"] = labels
@@ -168,10 +174,10 @@ class MillPanel:
         for line, card in self.cards.items():
             outcomes = view.mill_outcomes(line=line, limit=POINTS)
             card.refresh(lines.get(line), outcomes)
-        self.wear.options["series"][0]["data"] = [
-            [charts.ms(ts), w] for ts, w in view.mill_wear()[-2000:]
-        ]
-        self.wear.update()
+        wear = [[charts.ms(ts), w] for ts, w in view.mill_wear()[-2000:]]
+        if wear != self.wear.options["series"][0]["data"]:
+            self.wear.options["series"][0]["data"] = wear
+            self.wear.update()
 
 
 def mill_page(board: Board, token: str | None) -> None:

@@ -193,7 +193,9 @@ def test_post_anomaly_scores_against_a_fresh_state_and_changes_nothing(shared) -
     model = ModelRegistry(platform.config.registry_dir).load("anomaly")
     model.model_version = "anomaly@v0001"
     windows = _events(platform, topics.FEATURES.name, FeatureVector)[-40:]
+    served = platform.models.get("anomaly")
     before = (
+        json.dumps(served.info(), sort_keys=True),
         _ends(platform),
         {m: platform.view.latest_score_json(m) for m in platform.machine_ids()},
     )
@@ -208,10 +210,12 @@ def test_post_anomaly_scores_against_a_fresh_state_and_changes_nothing(shared) -
         severities.add(want.severity)
         assert client.post("/anomaly", content=encode(fv)).content == r.content  # no memory
     after = (
+        json.dumps(served.info(), sort_keys=True),
         _ends(platform),
         {m: platform.view.latest_score_json(m) for m in platform.machine_ids()},
     )
     assert before == after
+    assert severities == {"normal", "watch", "high"}  # the last 40 windows of the prepared day
     bad = json.loads(encode(windows[0]))
     bad["features"]["vibration.mean"] = "high"
     r = client.post("/anomaly", json=bad)

@@ -26,7 +26,8 @@ from schemathesis.checks import (
 )
 
 from wearwatch.api.app import create_app
-from wearwatch.api.platform import Platform, PlatformConfig
+from wearwatch.api.platform import TRAINED_BY, Platform, PlatformConfig
+from wearwatch.store.registry import ModelRegistry
 
 
 def _helper() -> Any:
@@ -56,7 +57,14 @@ EXAMPLES = settings(
 
 
 def _platform(root: Path) -> Platform:
+    """A private copy of the prepared platform with a model for every family the API serves
+    (a missing one is a documented 503 — tested in test_api.py — which the no-5xx check here
+    would count as a server error)."""
     data = H.prepared().copy(root)
+    registry = ModelRegistry(data.registry_dir)
+    for family in TRAINED_BY:
+        if family not in registry.families():
+            registry.register(family, data.rul, promote=True)
     platform = Platform(
         PlatformConfig(
             bus_url=f"sqlite:///{data.log_path}",

@@ -548,6 +548,26 @@ def test_lag_counts_what_the_last_poll_saw_and_left_unread() -> None:
     assert set(view.lag().values()) == {0}
 
 
+def test_catch_up_applies_what_the_log_holds_and_subscribers_then_hear_only_new_records() -> None:
+    log = make_log(partitions=2)
+    health = [
+        MachineHealth(
+            ts=utc(T0 + k), machine_id=MACHINES[k % 3], risk=0.0, risk_level="low", health=float(k)
+        )
+        for k in range(24)
+    ]
+    produce(log, health[:20])
+    view = LiveView(log)
+    assert view.catch_up(max_records=3) == 20
+    assert set(view.lag().values()) == {0} and view.counts()[HEALTH.name] == 20
+    heard: list[bytes] = []
+    view.subscribe(lambda kind, payload: heard.append(payload))
+    produce(log, health[20:])
+    assert view.catch_up() == 4
+    assert sorted(heard) == sorted(encode(h) for h in health[20:])
+    assert view.catch_up() == 0
+
+
 def test_a_topic_created_after_the_start_is_read_from_its_beginning() -> None:
     log = MemoryLog()
     view = LiveView(log, tail_records=1)

@@ -337,6 +337,24 @@ class LiveView:
                 backlog = still
             return read
 
+    def catch_up(self, max_records: int = 5000) -> int:
+        """Poll until the view has applied every record the log held when called (at start:
+        the tail); returns how many records were read. The API calls it before serving, so
+        its first answers are the latest state and subscribers hear only new records."""
+        existing = self.log.topics()
+        target = {t.name: self.log.end_offsets(t.name) for t in VIEW_TOPICS if t.name in existing}
+        total = 0
+        while read := self.poll(max_records):
+            total += read
+            with self._lock:
+                if all(
+                    self._positions.get(topic, {}).get(p, 0) >= end
+                    for topic, ends in target.items()
+                    for p, end in ends.items()
+                ):
+                    break
+        return total
+
     def run(self, stop: threading.Event, interval_s: float = 0.2) -> None:
         """Poll until ``stop`` is set, pausing ``interval_s`` whenever caught up.
 
@@ -492,7 +510,8 @@ class LiveView:
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call ``callback(kind, json_bytes)`` from the polling thread for every Alarm
         (``"alarm"``), PassOutcome (``"outcome"``) and MachineHealth (``"health"``) applied
-        from now on, once each, in log order. A callback that raises is removed (counted as
+        from now on, once each, in log order (subscribe after :meth:`catch_up` to hear only
+        new records, not the start-up tail). A callback that raises is removed (counted as
         ``subscriber_errors``); it never stops the view. Returns the unsubscribe function."""
         with self._lock:
             self._subscribers.append(callback)

@@ -23,6 +23,8 @@ class ControlsPanel:
     def __init__(self, board: Board, allowed: bool) -> None:
         self.board = board
         self.platform = board.platform
+        #: Every input and button, enabled only with the token.
+        self._controls: list[Any] = []
         if not allowed:
             ui.label(f"Controls are disabled — {LOCKED}.").classes("text-warning ww-locked")
         with ui.row().classes("w-full items-start gap-4"):
@@ -33,10 +35,7 @@ class ControlsPanel:
         for element in self._controls:
             element.set_enabled(allowed)
 
-    _controls: list[Any]
-
     def _mill(self) -> None:
-        self._controls = []
         ui.label("Mill twin").classes("text-h6")
         with ui.row().classes("items-center"):
             wear = ui.number("wear after shock", value=0.9, min=0.0, max=1.5, step=0.05)

@@ -63,6 +63,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from rich.console import Console
 
+        from wearwatch.api.auth import load_or_create_token
         from wearwatch.cli.twin import parse_duration
         from wearwatch.config import get_settings
         from wearwatch.launch.run import (
@@ -70,10 +71,14 @@ def register(app: typer.Typer) -> None:
             load_params,
             merge_params,
             platform_children,
+            rul_training,
             save_params,
         )
         from wearwatch.launch.supervisor import Supervisor
+        from wearwatch.launch.warmup import RUL_FAMILY, rul_plan
+        from wearwatch.learn.rul.data import default_data_dir
 
+        started = time.monotonic()
         settings = get_settings()
         console = Console(highlight=False)
         try:
@@ -112,6 +117,15 @@ def register(app: typer.Typer) -> None:
         _warm_up_if_needed(console, params, settings)
 
         children = platform_children(params, paths, settings.registry_dir, serve=True)
+        rul = rul_plan(settings.registry_dir, default_data_dir(settings.cmapss_dir))
+        if rul == "train":
+            children.append(rul_training(params.seed))
+            console.print(
+                "RUL: training on NASA C-MAPSS FD001 in the background "
+                f"({paths.log_dir / 'train-rul.log'}); served once registered"
+            )
+        elif rul != "served":
+            console.print(rul)
         supervisor = Supervisor(children, log_dir=paths.log_dir, report=console.print)
 
         def stop(signum: int, frame: object) -> None:
@@ -119,10 +133,21 @@ def register(app: typer.Typer) -> None:
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        token = load_or_create_token(settings.data_dir, settings.api_token)
         supervisor.start()
-        _print_urls(console, params, settings, paths)
+        _print_urls(console, params, token, paths)
         watch = _ModelWatch(settings.registry_dir, supervisor, console)
-        supervisor.run(duration_s, tick=watch.check)
+        base = f"http://{params.host}:{params.port}"
+        ready = _Readiness(f"{base}/health", console, started)
+        serve_rul = _ServeWhenTrained(supervisor, f"{base}/models/{RUL_FAMILY}/reload", token)
+
+        def tick() -> None:
+            watch.check()
+            ready.check()
+            if rul == "train":
+                serve_rul.check(console)
+
+        supervisor.run(duration_s, tick=tick)
         console.print(
             "stopped: every process ended; `wearwatch up` resumes this run "
             f"(logs in {paths.log_dir})"
@@ -141,7 +166,6 @@ def _warm_up_if_needed(console: Any, params: Any, settings: Any) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from wearwatch.launch.warmup import WarmupPlan, needs_warmup, warm_up
-    from wearwatch.learn.rul.data import default_data_dir
 
     if not needs_warmup(settings.registry_dir):
         return
@@ -172,22 +196,19 @@ def _warm_up_if_needed(console: Any, params: Any, settings: Any) -> None:
         def progress(stage: str, fraction: float) -> None:
             bar.update(task, completed=fraction, description=stage)
 
-        result = warm_up(
-            settings.registry_dir, plan, default_data_dir(settings.cmapss_dir), progress
-        )
-    figures = f"{result.windows:,} windows, {result.failures} failures"
+        result = warm_up(settings.registry_dir, plan, progress)
+    auc = "–" if result.risk_pr_auc is None else f"{result.risk_pr_auc:.2f}"
+    figures = (
+        f"{result.windows:,} windows, {result.positive_windows:,} of them within 24 h of a "
+        f"failure; risk PR-AUC {auc} on held-out machines"
+    )
     console.print(
         f"warm-up: registered {', '.join(result.registered.values())} ({figures}) "
         f"in {result.seconds['total']:g} s"
     )
-    if result.rul_note:
-        console.print(result.rul_note)
 
 
-def _print_urls(console: Any, params: Any, settings: Any, paths: Any) -> None:
-    from wearwatch.api.auth import load_or_create_token
-
-    token = load_or_create_token(settings.data_dir, settings.api_token)
+def _print_urls(console: Any, params: Any, token: str, paths: Any) -> None:
     base = f"http://{params.host}:{params.port}"
     if not params.headless:
         console.print(f"dashboard  {base}/?token={token}")
@@ -195,6 +216,57 @@ def _print_urls(console: Any, params: Any, settings: Any, paths: Any) -> None:
     console.print(f"metrics    {base}/metrics")
     console.print(f"token      {token}  (Authorization: Bearer …, for the control endpoints)")
     console.print(f"logs       {paths.log_dir}    Ctrl-C stops everything")
+
+
+class _Readiness:
+    """Say once when the API first answers (the dashboard is on the same server)."""
+
+    def __init__(self, url: str, console: Any, started: float) -> None:
+        self.url, self.console, self.started = url, console, started
+        self.done = False
+
+    def check(self) -> None:
+        import urllib.error
+        import urllib.request
+
+        if self.done:
+            return
+        try:
+            with urllib.request.urlopen(self.url, timeout=0.5):
+                pass
+        except urllib.error.HTTPError:
+            pass  # it answers (503: a component is not up yet)
+        except (OSError, ValueError):
+            return
+        self.done = True
+        self.console.print(
+            f"ready: the API answers, {time.monotonic() - self.started:.0f} s after start"
+        )
+
+
+class _ServeWhenTrained:
+    """Once the background RUL training has registered its model, have the API serve it
+    (``POST /models/{family}/reload``; retried until the API answers)."""
+
+    def __init__(self, supervisor: Any, url: str, token: str) -> None:
+        self.supervisor, self.url, self.token = supervisor, url, token
+        self.done = False
+
+    def check(self, console: Any) -> None:
+        import urllib.request
+
+        if self.done or self.supervisor.finished("train-rul") != 0:
+            return
+        request = urllib.request.Request(
+            self.url, method="POST", headers={"Authorization": f"Bearer {self.token}"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5.0) as response:
+                served = response.read().decode()
+        except OSError:
+            return
+        self.done = True
+        console.print(f"RUL: the API now serves it ({served})")
 
 
 class _ModelWatch:

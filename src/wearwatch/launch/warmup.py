@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wearwatch.launch.models import FLEET_FAMILIES
 from wearwatch.learn.rul.data import missing_files
 from wearwatch.pipelines.fleet.evaluate import EvaluationConfig, train_on_twin
 from wearwatch.store.registry import ModelRegistry
 
-#: Fleet families the live fleet worker serves; a registry without one needs the warm-up.
-FLEET_FAMILIES = ("anomaly", "risk")
 RUL_SUBSET = "FD001"
 RUL_FAMILY = f"rul-{RUL_SUBSET}"
 #: (stage, fraction of the whole warm-up done)
@@ -93,7 +92,7 @@ class WarmupResult:
 
 
 def needs_warmup(registry_dir: Path) -> bool:
-    """True when the registry lacks a current version of a fleet family."""
+    """True when the registry lacks a current version of a family the fleet worker serves."""
     registry = ModelRegistry(registry_dir)
     return any(registry.current_version(family) is None for family in FLEET_FAMILIES)
 

@@ -661,7 +661,7 @@ def test_health_and_metrics_report_the_components_status_files(own) -> None:
             kind="worker",
             pid=11,
             updated_at=now,
-            counters={"events_in": 7, "dead_letters": 2, "late": 1},
+            counters={"in": 7, "out": 5, "dead_lettered": 2, "late": 1, "processed": 4},
             lag={"fleet.readings": 3},
             checkpoint_ms=12.5,
             checkpoints=4,
@@ -681,6 +681,8 @@ def test_health_and_metrics_report_the_components_status_files(own) -> None:
         _events(platform, topics.HEALTH.name, MachineHealth)
     )
     assert {m["family"]: m["served"] for m in health["models"]}["risk"] == "risk@v0001"
+    assert health["view_error"] == "" and set(health["view_lag"].values()) == {0}
+    assert health["view"]["fleet.health"] == health["log"]["topics"]["fleet.health"]
     machine = platform.machine_ids()[0]
     client.get(f"/machines/{machine}")
     client.get("/machines/pump-999")
@@ -689,7 +691,9 @@ def test_health_and_metrics_report_the_components_status_files(own) -> None:
     for line in (
         'wearwatch_events_in_total{component="worker-fleet",kind="worker"} 7.0',
         'wearwatch_dead_letters_total{component="worker-fleet",kind="worker"} 2.0',
-        'wearwatch_late_total{component="worker-fleet",kind="worker"} 1.0',
+        'wearwatch_events_out_total{component="worker-fleet",kind="worker"} 5.0',
+        'wearwatch_late_events_total{component="worker-fleet",kind="worker"} 1.0',
+        'wearwatch_processed_total{component="worker-fleet",kind="worker"} 4.0',
         'wearwatch_consumer_lag{component="worker-fleet",topic="fleet.readings"} 3.0',
         'wearwatch_checkpoint_duration_seconds{component="worker-fleet"} 0.0125',
         'wearwatch_checkpoints_total{component="worker-fleet"} 4.0',
@@ -697,6 +701,7 @@ def test_health_and_metrics_report_the_components_status_files(own) -> None:
         'wearwatch_component_up{component="twin-mill",kind="twin",state="running"} 0.0',
         'wearwatch_model_served{family="anomaly",version="v0001"} 1.0',
         'wearwatch_model_current_version{family="risk"} 1.0',
+        'wearwatch_api_view_lag{topic="fleet.scores"} 0.0',
         f'{LATENCY}_count{{{MACHINE_ROUTE},status="200"}} 1.0',
         f'{LATENCY}_count{{{MACHINE_ROUTE},status="404"}} 1.0',
     ):
@@ -793,3 +798,19 @@ def test_an_acknowledgement_through_the_api_is_applied_by_the_alarm_stage(tmp_pa
         assert alarm["ack_at"] == "2026-01-01T00:02:00Z"
     platform.close()
     log.close()
+
+
+def test_a_configured_machine_not_seen_yet_is_known_but_has_no_data(tmp_path: Path) -> None:
+    """``machines=8`` over a 6-machine log: the twin's ids 7 and 8 are the fleet's (commands
+    go through, features are empty) but have no health yet; 9 is unknown."""
+    data = H.prepared()
+    platform = _platform(tmp_path, data.log_path, data.registry_dir, machines=8)
+    ids = platform.machine_ids()
+    assert len(ids) == 8 and {"compressor-007", "fan-008"} <= set(ids)
+    with TestClient(create_app(platform, dashboard=False)) as client:
+        r = client.get("/predict/latest/fan-008")
+        assert (r.status_code, r.json()["detail"]) == (404, "machine 'fan-008' has no health yet")
+        assert client.get("/machines/fan-008/features").json() == []
+        r = client.get("/predict/latest/pump-009")
+        assert (r.status_code, r.json()["detail"]) == (404, "unknown machine 'pump-009'")
+    platform.close()

@@ -41,9 +41,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("warmup") / "models"
     assert needs_warmup(root)
     stages: list[tuple[str, float]] = []
-    result = warm_up(root, TINY, cmapss_dir=root / "no-cmapss", progress=_record(stages))
+    result = warm_up(root, TINY, progress=_record(stages))
     assert result.registered == {"anomaly": "anomaly@v0001", "risk": "risk@v0001"}
-    assert "RUL is off" in result.rul_note and "WEARWATCH_CMAPSS_DIR" in result.rul_note
     fractions = [f for _, f in stages]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
     return root
@@ -68,6 +67,22 @@ def test_warmup_registers_current_anomaly_and_risk_models(registry: Path) -> Non
     assert store.show("anomaly").metrics["machines"] == TINY.machines
     # The risk model learnt from real failures (deterministic: same seed, same twin run).
     assert store.show("risk").metrics["split"]["train_positives"] == 125
+
+
+def test_rul_plan(tmp_path: Path) -> None:
+    """RUL: served when registered, trained when C-MAPSS is there, else off with the how-to."""
+    from wearwatch.launch.warmup import RUL_FAMILY, rul_plan
+
+    data = tmp_path / "cmapss"
+    note = rul_plan(tmp_path / "models", data)
+    assert note.startswith(f"RUL is off: C-MAPSS FD001 not found in {data};")
+    assert "WEARWATCH_CMAPSS_DIR" in note and "wearwatch train cmapss" in note
+    data.mkdir()
+    for name in ("train_FD001.txt", "test_FD001.txt", "RUL_FD001.txt"):
+        (data / name).write_text("")
+    assert rul_plan(tmp_path / "models", data) == "train"
+    ModelRegistry(tmp_path / "models").register(RUL_FAMILY, {"stand-in": 1}, promote=True)
+    assert rul_plan(tmp_path / "models", data) == "served"
 
 
 def _free_port() -> int:

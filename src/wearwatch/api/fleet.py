@@ -167,8 +167,7 @@ def routes(platform: Platform) -> APIRouter:
             window_s = parse_window(window)
         except ValueError as exc:
             raise invalid("query", "window", str(exc), window) from None
-        platform_knows = platform.has_machine(machine_id)
-        if not platform_knows:
+        if not platform.has_machine(machine_id):
             raise HTTPException(404, detail=f"unknown machine {machine_id!r}")
         return doc.json_bytes(view.features(machine_id, window_s, since))
 

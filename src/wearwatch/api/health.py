@@ -40,6 +40,8 @@ _EXAMPLE = {
     "store": {"registry_dir": "var/models", "families": ["anomaly", "risk"], "data_dir": "var"},
     "models": [{"family": "anomaly", "served": "anomaly@v0001", "error": ""}],
     "view": {"fleet.scores": 5120},
+    "view_lag": {"fleet.scores": 0},
+    "view_error": "",
 }
 
 
@@ -65,9 +67,14 @@ def report(platform: Platform, now: float | None = None) -> doc.HealthReport:
         families=platform.registry.families(),
         data_dir=str(platform.config.data_dir),
     )
+    view_error = platform.view.last_error
     if not log.reachable:
         status = "down"
-    elif errors or any(c.stale or c.status.state in ("outage", "failed") for c in components):
+    elif (
+        errors
+        or view_error
+        or any(c.stale or c.status.state in ("outage", "failed") for c in components)
+    ):
         status = "degraded"
     else:
         status = "ok"
@@ -78,6 +85,8 @@ def report(platform: Platform, now: float | None = None) -> doc.HealthReport:
         store=store,
         models=models,
         view=platform.view.counts(),
+        view_lag=platform.view.lag(),
+        view_error=view_error,
     )
 
 
@@ -96,7 +105,8 @@ def routes(platform: Platform) -> APIRouter:
         description="The log (reachable, records per topic), every component from its status "
         "file (state, counters, lag per input topic, last checkpoint, age; stale after "
         f"{STALE_S:g} s without a report), the model store and the models this API serves, "
-        "and what the API's read model applied. `status`: ok, degraded or down (503).",
+        "and what the API's read model applied, has yet to apply, and its last read error. "
+        "`status`: ok, degraded or down (503).",
         response_class=Response,
         responses={
             200: doc.json_response("HealthReport", "ok or degraded", _EXAMPLE),

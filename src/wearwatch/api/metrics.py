@@ -2,7 +2,8 @@
 
 - Per component, read from its status file at scrape time by :class:`StatusCollector` (so the
   figures are the components' own, not a copy that could drift): every counter it reports
-  (``wearwatch_<counter>_total``: events in and out, dead letters, late…), consumer lag per
+  (``wearwatch_<counter>_total``; the runtime's ``in``, ``out``, ``dead_lettered`` and
+  ``late`` as ``events_in``, ``events_out``, ``dead_letters``, ``late_events``), consumer lag per
   input topic, the last checkpoint's duration and the number of checkpoints, latest event
   time, seconds since its last report, and ``wearwatch_component_up`` (running and fresh).
 - This API process: request latency per route template (``/machines/{machine_id}``, never
@@ -35,13 +36,23 @@ BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 _METRIC_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 
 
-def metric_name(counter: str) -> str:
-    """A status counter's metric name.
+#: The runtime's own counter names (``Worker.counters``) → their metric names.
+RUNTIME_COUNTERS = {
+    "in": "events_in",
+    "out": "events_out",
+    "dead_lettered": "dead_letters",
+    "late": "late_events",
+}
 
-    >>> metric_name("events_in"), metric_name("alarm-command.rejected")
-    ('wearwatch_events_in', 'wearwatch_alarm_command_rejected')
+
+def metric_name(counter: str) -> str:
+    """A status counter's metric name (exposed with ``_total``).
+
+    >>> metric_name("in"), metric_name("dead_lettered"), metric_name("alarm-command.rejected")
+    ('wearwatch_events_in', 'wearwatch_dead_letters', 'wearwatch_alarm_command_rejected')
     """
-    return "wearwatch_" + _METRIC_CHARS.sub("_", counter).strip("_").lower()
+    name = RUNTIME_COUNTERS.get(counter, counter)
+    return "wearwatch_" + _METRIC_CHARS.sub("_", name).strip("_").lower()
 
 
 class StatusCollector(Collector):
@@ -114,6 +125,14 @@ class StatusCollector(Collector):
         for topic, count in sorted(self.platform.view.counts().items()):
             view.add_metric([topic], count)
         yield view
+        behind = GaugeMetricFamily(
+            "wearwatch_api_view_lag",
+            "Records the API's read model has yet to apply",
+            labels=["topic"],
+        )
+        for topic, count in sorted(self.platform.view.lag().items()):
+            behind.add_metric([topic], count)
+        yield behind
 
     def _models(self) -> Iterator[Metric]:
         served = GaugeMetricFamily(

@@ -82,7 +82,8 @@ class StoreHealth(msgspec.Struct, kw_only=True):
 
 class HealthReport(msgspec.Struct, kw_only=True):
     """``ok``: log reachable, every component fresh and running; ``degraded``: something is
-    stale, failing, in outage or a model does not load; ``down``: the log is unreachable."""
+    stale, failing, in outage, a model does not load or the read model cannot read the log;
+    ``down``: the log is unreachable."""
 
     status: Literal["ok", "degraded", "down"]
     log: LogHealth
@@ -91,6 +92,10 @@ class HealthReport(msgspec.Struct, kw_only=True):
     models: list[ModelHealth]
     #: Records the API's read model applied, per topic.
     view: dict[str, int]
+    #: Records the read model has seen at the end of the log and not applied yet, per topic.
+    view_lag: dict[str, int] = {}
+    #: The read model's last error reading the log (``""``: none; it retries).
+    view_error: str = ""
 
 
 class VersionInfo(msgspec.Struct, kw_only=True):

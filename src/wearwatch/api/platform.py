@@ -25,6 +25,7 @@ from wearwatch.store.live import LiveView
 from wearwatch.store.registry import ModelRegistry, RegistryError, UnknownFamily
 from wearwatch.twin.fleet.config import FleetConfig, load_fleet_config
 from wearwatch.twin.fleet.publish import send_fleet_command
+from wearwatch.twin.fleet.simulation import FleetTwin
 from wearwatch.twin.mill.publish import send_command
 
 #: URL command → the mill twin's command name.
@@ -140,13 +141,12 @@ class Platform:
         self.models = ServingModels(self.registry)
         self.models.reload()
         self.fleet: FleetConfig = load_fleet_config(config.fleet_config)
-        self._configured_ids: list[str] = []
-        if config.machines is not None:
-            types = list(self.fleet.machine_types)
-            width = max(3, len(str(config.machines)))
-            self._configured_ids = [
-                f"{types[i % len(types)]}-{i + 1:0{width}d}" for i in range(config.machines)
-            ]
+        #: The running fleet's machines, named as its twin names them (seed-independent).
+        self._configured_ids: frozenset[str] = frozenset(
+            FleetTwin(self.fleet, config.machines, seed=0).machine_ids
+            if config.machines is not None
+            else ()
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -155,8 +155,7 @@ class Platform:
         """Catch the view up with the log, then keep it polling in a daemon thread."""
         if self._thread is not None:
             return
-        while self.view.poll() > 0:
-            pass
+        self.view.catch_up()
         self._stop.clear()
         self._thread = threading.Thread(
             target=self.view.run, args=(self._stop,), name="live-view", daemon=True

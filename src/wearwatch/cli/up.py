@@ -12,24 +12,33 @@ import typer
 
 from wearwatch.cli.errors import fail, finite
 
-HELP = """Bring up the live platform: both twins, both pipelines, the API and the dashboard.
 
-Everything runs under one supervisor on the embedded log in the data directory (default var/):
-a crashed process is restarted and reported, one Ctrl-C stops them all cleanly (workers take a
-final checkpoint, twins record where they stopped), and `wearwatch up` again resumes the run
-where it stopped (its parameters are kept in <data_dir>/run/up.json). On first start the
-initial anomaly and risk models are trained from a short accelerated twin run (RUL from NASA
-C-MAPSS FD001 when WEARWATCH_CMAPSS_DIR has it), ~30-45 s.
+def _paragraphs(text: str) -> str:
+    """One line per paragraph: the help renderer wraps them to the terminal itself."""
+    return "\n\n".join(" ".join(p.split()) for p in text.split("\n\n"))
+
+
+HELP = _paragraphs(
+    """Bring up the live platform: both twins, both pipelines, the API and the dashboard.
+
+Everything runs under one supervisor on the embedded log in the data directory (default
+var/): a crashed process is restarted and reported, one Ctrl-C stops them all cleanly
+(workers take a final checkpoint, twins record where they stopped), and `wearwatch up` again
+resumes the run where it stopped (its parameters are kept in <data_dir>/run/up.json). On
+first start the anomaly and risk models are trained from a short accelerated run of another
+plant (~25 s); RUL trains on NASA C-MAPSS FD001 in the background when WEARWATCH_CMAPSS_DIR
+has it.
 
 Why these defaults: rotating machines wear over hours to days (a bearing's P-F interval is
-1-6 days in the twin's compressed time), so the fleet runs at --speed 3600 — a plant hour per
-second — on a 30 s tick with 5 and 30 minute windows: a bearing fault is alarmed hours of plant
-time before it fails, within a minute or two of yours, and 20 machines see a failure every
-~20 s. A mill pass takes seconds, so the mill runs at --mill-speed 30 (about a pass a second):
-slow enough to watch a roll shock throw the router back to physics, fast enough to see the
-model win its trust back a minute or two later; its first two hours go out at once so the
-model serves from the first minute.
-"""
+1-6 days in the twin's compressed time), so the fleet runs at --speed 3600, a plant hour per
+second, on a 30 s tick with 5- and 30-minute windows: a bearing fault is alarmed hours of
+plant time before it fails, within a minute or two of yours, and 20 machines see a failure
+about every 20 s. A mill pass takes seconds, so the mill runs at --mill-speed 30 (about a
+pass a second): slow enough to follow a roll shock pass by pass (physics' error jumps, the
+router clips the model to its band for a few passes, the served force stays close) and a
+maintenance under a model that learnt the worn roll; its first two plant hours go out at
+once, so the model serves from the first minute."""
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -41,39 +50,45 @@ def register(app: typer.Typer) -> None:
         speed: float = typer.Option(
             None,
             callback=finite(low=1.0, high=1e6),
-            help="fleet twin: plant seconds per wall second [default: 3600]",
+            help="fleet twin: plant seconds per wall second (default 3600)",
         ),
         mill_speed: float = typer.Option(
             None,
             "--mill-speed",
             callback=finite(low=0.1, high=1e5),
-            help="mill twin: plant seconds per wall second [default: 30]",
+            help="mill twin: plant seconds per wall second (default 30)",
         ),
         headless: bool = typer.Option(
-            None, "--headless/--dashboard", help="API only, no dashboard [default: dashboard]"
+            None, "--headless/--dashboard", help="API only, no dashboard (default: with it)"
         ),
-        port: int = typer.Option(None, min=1, max=65535, help="API port [default: setting]"),
+        port: int = typer.Option(None, min=1, max=65535, help="API port (default: setting)"),
         machines: int = typer.Option(
-            None, min=1, max=1000, help="machines in the fleet [default: 20]"
+            None, min=1, max=1000, help="machines in the fleet (default 20)"
         ),
-        seed: int = typer.Option(None, help="seed of the twins [default: setting]"),
+        seed: int = typer.Option(None, help="seed of the twins (default: the seed setting)"),
         fresh: bool = typer.Option(
             False, help="start a new run: remove the log, models and run state first"
         ),
     ) -> None:
         from rich.console import Console
 
+        from wearwatch.api.auth import load_or_create_token
         from wearwatch.cli.twin import parse_duration
         from wearwatch.config import get_settings
+        from wearwatch.launch.models import ModelWatch
         from wearwatch.launch.run import (
             RunPaths,
             load_params,
             merge_params,
             platform_children,
+            rul_training,
             save_params,
         )
         from wearwatch.launch.supervisor import Supervisor
+        from wearwatch.launch.warmup import RUL_FAMILY, rul_plan
+        from wearwatch.learn.rul.data import default_data_dir
 
+        started = time.monotonic()
         settings = get_settings()
         console = Console(highlight=False)
         try:
@@ -112,6 +127,15 @@ def register(app: typer.Typer) -> None:
         _warm_up_if_needed(console, params, settings)
 
         children = platform_children(params, paths, settings.registry_dir, serve=True)
+        rul = rul_plan(settings.registry_dir, default_data_dir(settings.cmapss_dir))
+        if rul == "train":
+            children.append(rul_training(params.seed))
+            console.print(
+                "RUL: training on NASA C-MAPSS FD001 in the background "
+                f"({paths.log_dir / 'train-rul.log'}); served once registered"
+            )
+        elif rul != "served":
+            console.print(rul)
         supervisor = Supervisor(children, log_dir=paths.log_dir, report=console.print)
 
         def stop(signum: int, frame: object) -> None:
@@ -119,10 +143,21 @@ def register(app: typer.Typer) -> None:
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        token = load_or_create_token(settings.data_dir, settings.api_token)
         supervisor.start()
-        _print_urls(console, params, settings, paths)
-        watch = _ModelWatch(settings.registry_dir, supervisor, console)
-        supervisor.run(duration_s, tick=watch.check)
+        _print_urls(console, params, token, paths)
+        watch = ModelWatch(settings.registry_dir, supervisor, "worker-fleet")
+        base = f"http://{params.host}:{params.port}"
+        ready = _Readiness(f"{base}/health", console, started)
+        serve_rul = _ServeWhenTrained(supervisor, f"{base}/models/{RUL_FAMILY}/reload", token)
+
+        def tick() -> None:
+            watch.check()
+            ready.check()
+            if rul == "train":
+                serve_rul.check(console)
+
+        supervisor.run(duration_s, tick=tick)
         console.print(
             "stopped: every process ended; `wearwatch up` resumes this run "
             f"(logs in {paths.log_dir})"
@@ -141,7 +176,6 @@ def _warm_up_if_needed(console: Any, params: Any, settings: Any) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from wearwatch.launch.warmup import WarmupPlan, needs_warmup, warm_up
-    from wearwatch.learn.rul.data import default_data_dir
 
     if not needs_warmup(settings.registry_dir):
         return
@@ -172,22 +206,19 @@ def _warm_up_if_needed(console: Any, params: Any, settings: Any) -> None:
         def progress(stage: str, fraction: float) -> None:
             bar.update(task, completed=fraction, description=stage)
 
-        result = warm_up(
-            settings.registry_dir, plan, default_data_dir(settings.cmapss_dir), progress
-        )
-    figures = f"{result.windows:,} windows, {result.failures} failures"
+        result = warm_up(settings.registry_dir, plan, progress)
+    auc = "–" if result.risk_pr_auc is None else f"{result.risk_pr_auc:.2f}"
+    figures = (
+        f"{result.windows:,} windows, {result.positive_windows:,} of them within 24 h of a "
+        f"failure; risk PR-AUC {auc} on held-out machines"
+    )
     console.print(
         f"warm-up: registered {', '.join(result.registered.values())} ({figures}) "
         f"in {result.seconds['total']:g} s"
     )
-    if result.rul_note:
-        console.print(result.rul_note)
 
 
-def _print_urls(console: Any, params: Any, settings: Any, paths: Any) -> None:
-    from wearwatch.api.auth import load_or_create_token
-
-    token = load_or_create_token(settings.data_dir, settings.api_token)
+def _print_urls(console: Any, params: Any, token: str, paths: Any) -> None:
     base = f"http://{params.host}:{params.port}"
     if not params.headless:
         console.print(f"dashboard  {base}/?token={token}")
@@ -197,41 +228,52 @@ def _print_urls(console: Any, params: Any, settings: Any, paths: Any) -> None:
     console.print(f"logs       {paths.log_dir}    Ctrl-C stops everything")
 
 
-class _ModelWatch:
-    """Restart the fleet worker when the registry's current anomaly or risk version changes
-    (a promote or rollback through the API): the worker loads its models at start."""
+class _Readiness:
+    """Say once when the API first answers (the dashboard is on the same server)."""
 
-    FAMILIES = ("anomaly", "risk")
-
-    def __init__(self, registry_dir: Path, supervisor: Any, console: Any) -> None:
-        from wearwatch.store.registry import ModelRegistry
-
-        self.registry = ModelRegistry(registry_dir)
-        self.supervisor = supervisor
-        self.console = console
-        self.current = self._versions()
-        self._next = 0.0
-
-    def _versions(self) -> dict[str, int | None]:
-        from wearwatch.store.registry import RegistryError
-
-        out: dict[str, int | None] = {}
-        for family in self.FAMILIES:
-            try:
-                out[family] = self.registry.current_version(family)
-            except (RegistryError, OSError):
-                out[family] = None
-        return out
+    def __init__(self, url: str, console: Any, started: float) -> None:
+        self.url, self.console, self.started = url, console, started
+        self.done = False
 
     def check(self) -> None:
-        now = time.monotonic()
-        if now < self._next:
+        import urllib.error
+        import urllib.request
+
+        if self.done:
             return
-        self._next = now + 2.0
-        versions = self._versions()
-        if versions != self.current:
-            changed = ", ".join(
-                f"{f} v{versions[f]}" for f in self.FAMILIES if versions[f] != self.current[f]
-            )
-            self.current = versions
-            self.supervisor.restart("worker-fleet", f"models changed: {changed}")
+        try:
+            with urllib.request.urlopen(self.url, timeout=0.5):
+                pass
+        except urllib.error.HTTPError:
+            pass  # it answers (503: a component is not up yet)
+        except (OSError, ValueError):
+            return
+        self.done = True
+        self.console.print(
+            f"ready: the API answers, {time.monotonic() - self.started:.0f} s after start"
+        )
+
+
+class _ServeWhenTrained:
+    """Once the background RUL training has registered its model, have the API serve it
+    (``POST /models/{family}/reload``; retried until the API answers)."""
+
+    def __init__(self, supervisor: Any, url: str, token: str) -> None:
+        self.supervisor, self.url, self.token = supervisor, url, token
+        self.done = False
+
+    def check(self, console: Any) -> None:
+        import urllib.request
+
+        if self.done or self.supervisor.finished("train-rul") != 0:
+            return
+        request = urllib.request.Request(
+            self.url, method="POST", headers={"Authorization": f"Bearer {self.token}"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5.0) as response:
+                served = response.read().decode()
+        except OSError:
+            return
+        self.done = True
+        console.print(f"RUL: the API now serves it ({served})")

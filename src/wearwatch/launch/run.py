@@ -130,6 +130,13 @@ def wearwatch_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "wearwatch", *args]
 
 
+def rul_training(seed: int) -> ChildSpec:
+    """The RUL model's training on C-MAPSS FD001, as a one-shot background job (low priority:
+    the live components come first)."""
+    argv = wearwatch_argv("train", "cmapss", "--subset", "FD001", "--seed", str(seed), "--json")
+    return ChildSpec("train-rul", argv, restart=False, nice=10)
+
+
 def platform_children(
     params: RunParams,
     paths: RunPaths,

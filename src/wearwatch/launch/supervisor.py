@@ -39,13 +39,15 @@ from typing import IO
 class ChildSpec:
     """One supervised process: its name (also its log file's), command line and environment
     (added to the supervisor's own). ``restart``: start it again when it exits unasked, with
-    any exit code (a long-running component that stops is a fault); False: an exit code of 0
-    means it is done."""
+    any exit code (a long-running component that stops is a fault); False: a one-shot job
+    (e.g. training), reported when it ends and never restarted. ``nice``: a lower CPU
+    priority (a background job must not slow the live components)."""
 
     name: str
     argv: Sequence[str]
     env: dict[str, str] = field(default_factory=dict)
     restart: bool = True
+    nice: int = 0
 
 
 @dataclass
@@ -57,7 +59,7 @@ class _Child:
     crashes: deque[float] = field(default_factory=deque)
     restart_at: float | None = None
     gave_up: bool = False
-    done: bool = False
+    exit_code: int | None = None
 
 
 class Supervisor:
@@ -108,6 +110,10 @@ class Supervisor:
         """How many times child ``name`` has been started."""
         return self._children[name].starts
 
+    def finished(self, name: str) -> int | None:
+        """The exit code of one-shot child ``name`` once it has ended (None: not yet)."""
+        return self._children[name].exit_code
+
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 
@@ -157,7 +163,7 @@ class Supervisor:
         if child.proc is not None:
             self._terminate([child])
         child.restart_at = None
-        child.gave_up = child.done = False
+        child.gave_up, child.exit_code = False, None
         self._spawn(child)
 
     def stop(self) -> None:
@@ -203,15 +209,19 @@ class Supervisor:
             env={**os.environ, **spec.env},
             start_new_session=True,  # its own process group: Ctrl-C reaches the supervisor only
         )
+        if spec.nice:  # threads it starts later inherit it
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, child.proc.pid, spec.nice)
 
     def _exited(self, child: _Child, code: int, now: float) -> None:
         name = child.spec.name
         child.proc = None
         if self.stopping.is_set():
             return
-        if code == 0 and not child.spec.restart:
-            child.done = True
-            self.report(f"{name} finished")
+        if not child.spec.restart:
+            child.exit_code = code
+            ended = "finished" if code == 0 else f"failed with {code} (see {self.log_path(name)})"
+            self.report(f"{name} {ended}")
             return
         child.crashes.append(now)
         while child.crashes and child.crashes[0] < now - self.crash_window_s:

@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The live platform (twins, pipelines, API, dashboard); Ctrl-C stops it, `make demo` resumes it.
+# ARGS passes flags through, e.g. `make demo ARGS="--fresh --machines 50"`.
 demo: $(STAMP)
-	$(BIN)/wearwatch demo
+	$(BIN)/wearwatch up $(ARGS)
 
 # The architecture contract first: a layering mistake fails in a second, not after the suite.
 test: $(STAMP)

@@ -19,6 +19,7 @@ from wearwatch.cli import (
     serve,
     train,
     twin,
+    up,
     worker,
 )
 from wearwatch.cli.errors import exit_on_user_error
@@ -44,6 +45,7 @@ worker.register(app)
 replay.register(app)
 demo.register(app)
 serve.register(app)
+up.register(app)
 
 
 def main() -> None:

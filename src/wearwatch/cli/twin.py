@@ -6,16 +6,31 @@ import math
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from wearwatch.cli.errors import describe, fail, finite
 
 if TYPE_CHECKING:
+    from wearwatch.events import TwinCommand
     from wearwatch.twin.fleet.publish import FleetPublishStats
+    from wearwatch.twin.resume import TwinJournal
 
 app = typer.Typer(help="Digital twins: run them, steer them.", no_args_is_help=True)
+
+_StateDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="resume journal (commands applied, position reached): a restart with the same "
+        "seed fast-forwards to where the twin stopped and continues",
+    ),
+]
+_StatusDirOption = Annotated[
+    Path | None,
+    typer.Option("--status-dir", help="write a status file here about once a second"),
+]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
 _UNIT = {"s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -73,6 +88,14 @@ def mill_cmd(
     late: float = typer.Option(
         0.005, callback=finite(0, 1), help="share of measurements delayed beyond the join TTL"
     ),
+    head: str = typer.Option(
+        "0s",
+        help="paced runs: this much virtual time first goes out as fast as possible (history "
+        "for the pipeline to learn from before anyone watches), e.g. 2h",
+    ),
+    state_dir: _StateDirOption = None,
+    status_dir: _StatusDirOption = None,
+    status_name: str = typer.Option("twin-mill", help="name of the status file"),
 ) -> None:
     """Run the hot strip mill twin against the configured log (or to JSON lines).
 
@@ -91,6 +114,12 @@ def mill_cmd(
     except ValueError as exc:
         fail(f"--duration: {exc}")
     try:
+        head_s = 0.0 if head.strip() in ("0", "0s") else parse_duration(head)
+    except ValueError as exc:
+        fail(f"--head: {exc}")
+    if out is not None and (state_dir is not None or status_dir is not None):
+        fail("--state-dir and --status-dir go with the log, not with --out")
+    try:
         base = MillTwinConfig(seed=seed, scenario=scenario)
         cfg = MillTwinConfig(
             seed=seed,
@@ -103,14 +132,113 @@ def mill_cmd(
     except ValueError as exc:
         fail(describe(exc))
     twin = MillTwin(cfg)
-    events = paced(twin, speed, until_s=seconds) if speed > 0 else twin.events(until_s=seconds)
+    session = _TwinSession(status_dir, status_name, speed)
+    journal = None
+    if state_dir is not None:
+        from wearwatch.twin.resume import TwinJournal, resume_mill
+
+        identity = {
+            "twin": "mill",
+            "seed": seed,
+            "scenario": scenario,
+            "planned_passes": cfg.planned_passes,
+            "loss": loss,
+            "duplicate": duplicate,
+            "late": late,
+        }
+        try:
+            journal = TwinJournal(state_dir, identity)
+            if journal.resumed:
+                skipped = resume_mill(twin, journal, until_s=seconds)
+                session.note(f"mill twin: resumed after {skipped:,} events ({_when(cfg, twin)})")
+        except ValueError as exc:
+            fail(f"--state-dir: {exc}")
+    if speed > 0:
+        events = paced(twin, speed, until_s=seconds, sleep=session.wait, fast_until_s=head_s)
+    else:
+        events = twin.events(until_s=seconds)
     if out is not None:
         try:
             _write_lines(events, out, speed, encode)
         except OSError as exc:  # disk full, file too large, read-only, …
             fail(f"--out {out}: {exc.strerror or exc}")
         return
-    _publish_to_log(twin, events, bus, speed)
+    _publish_to_log(twin, events, bus, speed, session, journal)
+
+
+def _when(cfg: object, twin: object) -> str:
+    from wearwatch.events import utc
+
+    now = cfg.epoch_s + twin.now_s  # type: ignore[attr-defined]
+    return utc(now).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _TwinSession:
+    """A twin process publishing to the log: stops cleanly on SIGTERM/SIGINT (the output taken
+    so far is written, the position recorded) and writes its status file about once a second."""
+
+    def __init__(self, status_dir: Path | None, name: str, speed: float) -> None:
+        import threading
+        import time
+
+        self.stop = threading.Event()
+        self.status_dir = status_dir
+        self.name = name
+        self.speed = speed
+        self.started_at = time.time()
+        self._last = 0.0
+
+    def install_signals(self) -> None:
+        import signal
+
+        def handler(signum: int, frame: object) -> None:
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def wait(self, seconds: float) -> None:
+        """Pacing sleep that a stop cuts short."""
+        self.stop.wait(seconds)
+
+    def note(self, line: str) -> None:
+        from rich.console import Console
+
+        Console(stderr=True).print(line, highlight=False, soft_wrap=True)
+
+    def status(
+        self,
+        counters: dict[str, int],
+        event_time: float,
+        info: dict[str, str],
+        state: str = "running",
+        force: bool = False,
+    ) -> None:
+        import os
+        import time
+
+        if self.status_dir is None:
+            return
+        now = time.time()
+        if not force and now - self._last < 0.5:
+            return
+        self._last = now
+        from wearwatch.runtime.status import ComponentStatus, write_status
+
+        write_status(
+            self.status_dir,
+            ComponentStatus(
+                name=self.name,
+                kind="twin",
+                pid=os.getpid(),
+                updated_at=now,
+                started_at=self.started_at,
+                state=state,  # type: ignore[arg-type]
+                counters=counters,
+                event_time=event_time,
+                info={"speed": f"{self.speed:g}", **info},
+            ),
+        )
 
 
 def _write_lines(events: object, out: Path, speed: float, encode: object) -> None:
@@ -130,7 +258,16 @@ def _write_lines(events: object, out: Path, speed: float, encode: object) -> Non
                 sink.close()
 
 
-def _publish_to_log(twin: object, events: object, bus: str | None, speed: float) -> None:
+def _publish_to_log(
+    twin: Any,
+    events: object,
+    bus: str | None,
+    speed: float,
+    session: _TwinSession,
+    journal: TwinJournal | None,
+) -> None:
+    from dataclasses import asdict
+
     from rich.console import Console
 
     from wearwatch.config import get_settings
@@ -139,8 +276,17 @@ def _publish_to_log(twin: object, events: object, bus: str | None, speed: float)
 
     log = open_configured_log(get_settings(), bus)
     console = Console(stderr=True)
+    skipped = journal.position if journal is not None else 0
+    epoch_s = twin.config.epoch_s
 
     def progress(stats: PublishStats) -> None:
+        if journal is not None:
+            journal.record_position(skipped + stats.events, epoch_s + twin.now_s)
+        session.status(
+            asdict(stats),
+            epoch_s + twin.now_s,
+            {"seed": str(twin.config.seed), "position": str(skipped + stats.events)},
+        )
         if speed > 0:
             console.print(
                 f"passes={stats.passes:,} records={stats.records:,} "
@@ -148,23 +294,35 @@ def _publish_to_log(twin: object, events: object, bus: str | None, speed: float)
                 highlight=False,
             )
 
+    def journalled(command: TwinCommand, taken: int) -> None:
+        if journal is not None:
+            journal.record_command(skipped + taken, command)
+
+    session.install_signals()
+    stats = PublishStats()
     try:
         with console.status(f"mill twin → {log.url}"):
             stats = publish(
                 log,
-                events,
+                events,  # type: ignore[arg-type]
                 twin=twin,
-                flush_every_s=1.0 if speed > 0 else 0.0,  # type: ignore[arg-type]
+                flush_every_s=1.0 if speed > 0 else 0.0,
                 on_flush=progress,
+                on_command=journalled,
+                stop=session.stop,
             )
-    except KeyboardInterrupt:
-        console.print("stopped")
-        return
     finally:
+        session.status(
+            asdict(stats),
+            epoch_s + twin.now_s,
+            {"seed": str(twin.config.seed), "position": str(skipped + stats.events)},
+            state="stopped",
+            force=True,
+        )
         log.close()
     console.print(
         f"mill twin: {stats.passes:,} passes, {stats.events:,} events in {stats.records:,} "
-        f"records → {log.url}"
+        f"records → {log.url}{' (stopped)' if session.stop.is_set() else ''}"
     )
 
 
@@ -245,6 +403,9 @@ def fleet_cmd(
         Path | None, typer.Option("--config", help="fleet TOML (default: the shipped fleet)")
     ] = None,
     bus: str = typer.Option(None, help="log URL (default: WEARWATCH_BUS)"),
+    state_dir: _StateDirOption = None,
+    status_dir: _StatusDirOption = None,
+    status_name: str = typer.Option("twin-fleet", help="name of the status file"),
 ) -> None:
     """Run the machine fleet twin against the configured log.
 
@@ -257,7 +418,7 @@ def fleet_cmd(
 
     from wearwatch.config import get_settings
     from wearwatch.twin.fleet.config import load_fleet_config, with_tick
-    from wearwatch.twin.fleet.publish import publish_fleet
+    from wearwatch.twin.fleet.publish import FleetPublishStats, publish_fleet
     from wearwatch.twin.fleet.simulation import FleetTwin
     from wearwatch.wiring import open_configured_log
 
@@ -277,22 +438,79 @@ def fleet_cmd(
         fail(f"--tick: {exc}" if tick_s is not None and "tick" in str(exc) else str(exc))
     ticks = max(1, math.ceil(seconds / cfg.tick_s))
     twin = FleetTwin(cfg, machines=machines, seed=seed)
+    session = _TwinSession(status_dir, status_name, speed)
+    journal = None
+    if state_dir is not None:
+        import hashlib
+
+        import msgspec
+
+        from wearwatch.twin.resume import TwinJournal, resume_fleet
+
+        identity = {
+            "twin": "fleet",
+            "seed": seed,
+            "machines": machines,
+            "config_sha256": hashlib.sha256(msgspec.json.encode(cfg)).hexdigest(),
+        }
+        try:
+            journal = TwinJournal(state_dir, identity)
+            if journal.resumed:
+                with Console(stderr=True).status("fleet twin: fast-forward to where it stopped"):
+                    resume_fleet(twin, journal)
+                session.note(
+                    f"fleet twin: resumed at tick {twin.tick:,} "
+                    f"({_fleet_line(FleetPublishStats(now_s=twin.now_s)).split()[0]})"
+                )
+        except ValueError as exc:
+            fail(f"--state-dir: {exc}")
     log = open_configured_log(get_settings(), bus)
     console = Console(stderr=True)
 
     def progress(stats: FleetPublishStats) -> None:
+        if journal is not None:
+            journal.record_position(twin.tick, twin.now_s)
+        session.status(_fleet_counters(stats), twin.now_s, _fleet_info(twin, machines))
         if speed > 0:
             console.print(_fleet_line(stats), highlight=False, soft_wrap=True)
 
+    def journalled(command: TwinCommand, tick: int) -> None:
+        if journal is not None:
+            journal.record_command(tick, command)
+
+    session.install_signals()
+    stats = FleetPublishStats(now_s=twin.now_s)
     try:
         with console.status(f"fleet twin ({machines} machines) → {log.url}"):
-            stats = publish_fleet(log, twin, ticks, speed=speed, on_flush=progress)
-    except KeyboardInterrupt:
-        console.print("stopped")
-        return
+            stats = publish_fleet(
+                log,
+                twin,
+                max(0, ticks - twin.tick),
+                speed=speed,
+                on_flush=progress,
+                on_command=journalled,
+                stop=session.stop,
+            )
     finally:
+        session.status(
+            _fleet_counters(stats),
+            twin.now_s,
+            _fleet_info(twin, machines),
+            state="stopped",
+            force=True,
+        )
         log.close()
     console.print(f"fleet twin: {_fleet_line(stats)} → {log.url}", highlight=False, soft_wrap=True)
+
+
+def _fleet_counters(stats: FleetPublishStats) -> dict[str, int]:
+    from dataclasses import asdict
+
+    return {k: v for k, v in asdict(stats).items() if isinstance(v, int)}
+
+
+def _fleet_info(twin: Any, machines: int) -> dict[str, str]:
+    return {"seed": str(twin.seed), "machines": str(machines), "tick": str(twin.tick)}
 
 
 def _fleet_line(stats: FleetPublishStats) -> str:

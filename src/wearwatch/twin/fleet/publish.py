@@ -8,6 +8,7 @@ nothing of the pipelines that read it.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,13 +53,17 @@ def publish_fleet(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     on_flush: Callable[[FleetPublishStats], None] | None = None,
+    on_command: Callable[[TwinCommand, int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> FleetPublishStats:
     """Run ``twin`` for ``ticks`` ticks onto ``log``; returns what was written.
 
     ``speed`` 0: as fast as possible (virtual time; commands are not read). ``speed`` > 0:
     ``speed`` virtual seconds per wall second, written every ``flush_every_s`` of wall time;
     between writes the twin applies the commands waiting on ``fleet.control`` (a bad one goes
-    to the dead letters with its reason).
+    to the dead letters with its reason). ``on_command(command, tick)`` follows each applied
+    command (a resume journal); ``stop`` ends the run cleanly between two chunks (it also cuts
+    the pacing wait short).
     """
     if speed < 0:
         raise ValueError(f"speed={speed!r}: expected ≥ 0 (0: as fast as possible)")
@@ -73,10 +78,17 @@ def publish_fleet(
     control = log.consumer(CONTROL_GROUP, [FLEET_CONTROL.name]) if speed > 0 else None
     stats = FleetPublishStats(now_s=twin.now_s)
     start_wall, start_tick, done = clock(), twin.tick, 0
+
+    def apply(command: TwinCommand) -> None:
+        twin.apply(command)
+        if on_command is not None:
+            on_command(command, twin.tick)
+
+    wait_for = stop.wait if stop is not None else sleep
     try:
-        while done < ticks:
+        while done < ticks and not (stop is not None and stop.is_set()):
             if control is not None:  # commands first: their events go out with this chunk
-                applied, rejected = apply_commands(control, FLEET_CONTROL.name, twin.apply, log)
+                applied, rejected = apply_commands(control, FLEET_CONTROL.name, apply, log)
                 stats.commands += applied
                 stats.rejected_commands += rejected
             n = min(chunk, ticks - done)
@@ -101,7 +113,7 @@ def publish_fleet(
             if speed > 0:
                 wait = start_wall + (twin.tick - start_tick) * twin.tick_s / speed - clock()
                 if wait > 0:
-                    sleep(wait)
+                    wait_for(wait)
             if on_flush is not None:
                 on_flush(stats)
     finally:

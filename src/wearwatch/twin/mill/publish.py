@@ -8,6 +8,7 @@ pipelines that read it or of how they key their state.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -43,12 +44,16 @@ def publish(
     flush_every_s: float = 0.0,
     batch: int = 200,
     on_flush: Callable[[PublishStats], None] | None = None,
+    on_command: Callable[[TwinCommand, int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> PublishStats:
     """Write ``events`` to the log; returns what was written.
 
     With ``flush_every_s`` > 0 (paced runs) events are written at least that often, and the
     twin applies the commands found on ``mill.control`` between flushes; a bad command goes to
-    the dead letters with its reason.
+    the dead letters with its reason. ``on_command(command, events_taken)`` follows each
+    applied command (a resume journal); ``stop`` ends the run cleanly: what was taken from
+    ``events`` is written, the rest is not taken.
     """
     for topic in (MILL_PASSES, MILL_TWIN, MILL_CONTROL, DEAD_LETTERS):
         topic.create(log)
@@ -76,11 +81,13 @@ def publish(
         truth.clear()
         last_flush = time.monotonic()
         if control is not None and twin is not None:
-            _apply_commands(control, twin, log, stats)
+            _apply_commands(control, twin, log, stats, on_command)
         if on_flush is not None:
             on_flush(stats)
 
     for event in events:
+        if stop is not None and stop.is_set():
+            break  # taken but not counted: a resumed twin takes it again
         stats.events += 1
         if isinstance(event, PassRequest | PassActual):
             passes.append(event)
@@ -97,8 +104,19 @@ def publish(
     return stats
 
 
-def _apply_commands(control: Consumer, twin: MillTwin, log: Log, stats: PublishStats) -> None:
-    applied, rejected = apply_commands(control, MILL_CONTROL.name, twin.apply, log)
+def _apply_commands(
+    control: Consumer,
+    twin: MillTwin,
+    log: Log,
+    stats: PublishStats,
+    on_command: Callable[[TwinCommand, int], None] | None,
+) -> None:
+    def apply(command: TwinCommand) -> None:
+        twin.apply(command)
+        if on_command is not None:
+            on_command(command, stats.events)
+
+    applied, rejected = apply_commands(control, MILL_CONTROL.name, apply, log)
     stats.commands += applied
     stats.rejected_commands += rejected
 

@@ -425,13 +425,22 @@ def paced(
     until_s: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    fast_until_s: float = 0.0,
 ) -> Iterator[Event]:
-    """The twin's events paced in real time: virtual seconds / ``speed`` per wall second."""
+    """The twin's events paced in real time: virtual seconds / ``speed`` per wall second.
+
+    Events up to virtual time ``fast_until_s`` go as fast as possible (a head start: history
+    for the pipeline to learn from before anyone watches); pacing starts after them.
+    """
     if not speed > 0:
         raise ValueError(f"speed={speed!r}: expected a factor > 0")
     start_wall = clock()
     start_virtual = twin.now_s
     for event in twin.events(until_s=until_s):
+        if twin.now_s <= fast_until_s:
+            start_wall, start_virtual = clock(), twin.now_s
+            yield event
+            continue
         due = start_wall + (twin.now_s - start_virtual) / speed
         wait = due - clock()
         if wait > 0:

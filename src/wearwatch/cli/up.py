@@ -124,7 +124,10 @@ def register(app: typer.Typer) -> None:
 
         if saved is not None:
             console.print(f"resuming the run in {paths.run_dir} (--fresh starts a new one)")
-        _warm_up_if_needed(console, params, settings)
+        try:
+            _warm_up_if_needed(console, params, settings)
+        except KeyboardInterrupt:
+            fail("interrupted during the warm-up: nothing was started; `wearwatch up` retries", 130)
 
         children = platform_children(params, paths, settings.registry_dir, serve=True)
         rul = rul_plan(settings.registry_dir, default_data_dir(settings.cmapss_dir))

@@ -20,9 +20,11 @@ demo: $(STAMP)
 	$(BIN)/wearwatch up $(ARGS)
 
 # The architecture contract first: a layering mistake fails in a second, not after the suite.
+# Two test processes (pytest-xdist, one per core; a file's tests stay in one process): much of
+# the suite waits on subprocesses, brokers and browsers, so this halves the wall time.
 test: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q tests src
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests src
 
 bench: $(STAMP)
 	$(BIN)/wearwatch bench runtime

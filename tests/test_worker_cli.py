@@ -41,6 +41,14 @@ def test_help_lists_the_commands() -> None:
         assert command in result.output
 
 
+def _catches(pid: int, sig: int) -> bool:
+    """Whether process ``pid`` has a handler for ``sig`` (Linux: SigCgt in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
+
+
 def test_sigterm_stops_after_a_final_checkpoint(tmp_path: Path) -> None:
     log = _fill(tmp_path / "log.db")
     total = sum(log.end_offsets(READINGS_TOPIC).values())
@@ -61,7 +69,14 @@ def test_sigterm_stops_after_a_final_checkpoint(tmp_path: Path) -> None:
         env=env,
     )
     partitions = [(READINGS_TOPIC, p) for p in range(4)]
-    time.sleep(4.0)  # long enough to drain 200 records; no periodic checkpoint ran
+    # Until the worker catches SIGTERM (its handler is installed just before it starts to
+    # poll: on a loaded machine start-up alone can take seconds), then long enough to drain
+    # 200 records; no periodic checkpoint runs.
+    deadline = time.monotonic() + 60
+    while not _catches(proc.pid, signal.SIGTERM):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(3.0)
     assert proc.poll() is None
     assert sum(log.committed("reading_totals", partitions).values()) == 0
     proc.send_signal(signal.SIGTERM)

@@ -291,8 +291,11 @@ def measure_endpoint(
     connections: int,
     duration_s: float,
     rate: float,
+    route: str | None = None,
 ) -> dict[str, Any]:
-    """Capacity (closed loop) and latency at ``rate`` for one endpoint."""
+    """Capacity (closed loop) and latency at ``rate`` for one endpoint; with ``route`` (its
+    template), also the time the API itself spent on the at-rate requests, from its own
+    Prometheus histogram (bucket bounds: an upper limit, not an estimate)."""
 
     def measure(mean_delay_ms: float, seconds: float) -> dict[str, Any]:
         script = wrk_script(method, paths, bodies, mean_delay_ms)
@@ -300,8 +303,51 @@ def measure_endpoint(
 
     measure(0.0, 2.0)  # warm-up: connections, caches, the interpreter's specialisations
     capacity = measure(0.0, duration_s)
+    if route is None:
+        return {"capacity": capacity, "at_rate": at_rate(measure, rate, connections, duration_s)}
+    before = scrape_histogram(base, method, route)
     rated = at_rate(measure, rate, connections, duration_s)
+    after = scrape_histogram(base, method, route)
+    inside = {le: after.get(le, 0) - before.get(le, 0) for le in after}
+    rated["server_p50_ms_at_most"] = bucket_quantile(inside, 0.50)
+    rated["server_p99_ms_at_most"] = bucket_quantile(inside, 0.99)
     return {"capacity": capacity, "at_rate": rated}
+
+
+_BUCKET = re.compile(
+    # Greedy up to the last "} ": a route template's own braces sit inside the labels.
+    r"^wearwatch_http_request_duration_seconds_bucket\{(?P<labels>.*)\} (?P<count>\S+)$",
+    re.MULTILINE,
+)
+
+
+def scrape_histogram(base: str, method: str, route: str) -> dict[float, float]:
+    """The API's own request-latency histogram for one route (``GET /metrics``): cumulative
+    count per upper bound (seconds), summed over statuses."""
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    out: dict[float, float] = {}
+    for match in _BUCKET.finditer(text):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group("labels")))
+        if labels.get("method") == method and labels.get("route") == route:
+            le = math.inf if labels["le"] == "+Inf" else float(labels["le"])
+            out[le] = out.get(le, 0.0) + float(match.group("count"))
+    return out
+
+
+def bucket_quantile(cumulative: dict[float, float], q: float) -> float | None:
+    """The smallest bucket bound (ms) under which at least ``q`` of the requests fell.
+
+    >>> bucket_quantile({0.0005: 90, 0.001: 99, 0.002: 100, math.inf: 100}, 0.99)
+    1.0
+    """
+    total = cumulative.get(math.inf, 0.0)
+    if total <= 0:
+        return None
+    for le in sorted(cumulative):
+        if cumulative[le] >= q * total:
+            return le * 1000.0 if math.isfinite(le) else None
+    return None
 
 
 def run_api_benchmark(
@@ -371,6 +417,7 @@ def run_api_benchmark(
                     connections=connections,
                     duration_s=duration_s,
                     rate=rate,
+                    route=template.replace("{machine}", "{machine_id}"),
                 )
                 for _ in range(repeats)
             ]
@@ -383,6 +430,8 @@ def run_api_benchmark(
                 and rated["p99_ms"] <= TARGET_P99_MS
                 and rated["errors"] == 0
             )
+            ref_p99 = result["reference"]["at_rate"]["p99_ms"]
+            entry["p99_vs_reference"] = round(rated["p99_ms"] / ref_p99, 2) if ref_p99 else None
             # The issue's table: per endpoint.
             entry["requests_per_s"] = entry["capacity"]["requests_per_s"]
             entry["p50_ms"] = rated["p50_ms"]
@@ -412,7 +461,10 @@ def _median_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for mode in runs[0]:
         keys = runs[0][mode].keys()
-        out[mode] = {key: _round(statistics.median(run[mode][key] for run in runs)) for key in keys}
+        out[mode] = {}
+        for key in keys:
+            values = [run[mode][key] for run in runs if run[mode][key] is not None]
+            out[mode][key] = _round(statistics.median(values)) if values else None
     return out
 
 

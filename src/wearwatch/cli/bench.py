@@ -164,7 +164,7 @@ def api(
         return
     table = Table(title=f"API under wrk, {connections} connections (one API process)")
     for col in ("endpoint", "capacity req/s", "vs bare stack", "req/s at rate", "p50 ms",
-                "p99 ms", "target met"):  # fmt: skip
+                "p99 ms", "p99 vs bare", "in API p99 ≤ ms", "target met"):  # fmt: skip
         table.add_column(col, justify="left" if col == "endpoint" else "right")
     ref = result["reference"]
     table.add_row(
@@ -174,6 +174,8 @@ def api(
         f"{ref['at_rate']['requests_per_s']:,.0f}",
         f"{ref['at_rate']['p50_ms']:.2f}",
         f"{ref['at_rate']['p99_ms']:.2f}",
+        "1",
+        "",
         "",
     )
     for name, row in result["endpoints"].items():
@@ -184,6 +186,8 @@ def api(
             f"{row['at_rate']['requests_per_s']:,.0f}",
             f"{row['p50_ms']:.2f}",
             f"{row['p99_ms']:.2f}",
+            f"{row['p99_vs_reference']}",
+            f"{row['at_rate'].get('server_p99_ms_at_most')}",
             "yes" if row["meets_target"] else "no",
         )
     Console().print(table)

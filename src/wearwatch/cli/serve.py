@@ -10,6 +10,7 @@ gracefully (open event streams get :data:`GRACE_S` seconds) and closes the platf
 from __future__ import annotations
 
 import contextlib
+import gc
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,6 +109,11 @@ def register(app: typer.Typer) -> None:
                 access_log=access_log,
             )
             redact_logs(token)  # after uvicorn configured its loggers
+            # What start-up built (libraries, models, the caught-up view) lives as long as the
+            # process: out of the cyclic collector's reach, whose full passes over it would
+            # stall a request now and then (the tail of bench api's latency), as the workers do.
+            gc.collect()
+            gc.freeze()
             _Server(server_config).run()
         finally:
             platform.close()

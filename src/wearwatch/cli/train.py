@@ -27,6 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from wearwatch.cli.errors import fail
+from wearwatch.store.registry import finite_json
 
 app = typer.Typer(help="Train models and register them.", no_args_is_help=True)
 
@@ -170,7 +171,7 @@ def cmapss(
     total = time.perf_counter() - started
 
     if as_json:
-        typer.echo(json.dumps(_finite(results), allow_nan=False))
+        typer.echo(json.dumps(finite_json(results), allow_nan=False))
         return
     out = Console()
     out.print(_comparison_table(results, subsets))
@@ -179,15 +180,6 @@ def cmapss(
         f"total wall time {total:.1f}s (data {directory}, seed {config.seed}, "
         f"registry {registry.root})"
     )
-
-
-def _finite(value: Any) -> Any:
-    """NaN (e.g. ROC-AUC when a test set has a single class) becomes JSON null."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @app.command("anomaly")
@@ -246,7 +238,7 @@ def anomaly(
         fail(f"could not register the model: {exc}")
     summary = {**trained.summary, "registered": f"{mv.family} {mv.tag}"}
     if as_json:
-        typer.echo(json.dumps(_finite(summary), allow_nan=False))
+        typer.echo(json.dumps(finite_json(summary), allow_nan=False))
         return
     out = Console()
     table = Table(title=f"anomaly model {mv.tag} (current), registry {registry.root}")
@@ -379,7 +371,7 @@ def risk(
             "risk",
             model,
             params={**model.params, "features": len(model.feature_names)},
-            metrics=_finite(metrics),
+            metrics=finite_json(metrics),
             data_hash=fingerprint(frame, truth),
             promote=True,
         )
@@ -387,7 +379,9 @@ def risk(
         fail(f"could not register the model: {exc}")
     if as_json:
         typer.echo(
-            json.dumps(_finite({**metrics, "registered": f"{mv.family}@{mv.tag}"}), allow_nan=False)
+            json.dumps(
+                finite_json({**metrics, "registered": f"{mv.family}@{mv.tag}"}), allow_nan=False
+            )
         )
         return
     Console().print(_risk_table(metrics, f"{mv.family}@{mv.tag}"))

@@ -17,17 +17,15 @@ start instead (the mill twin publishes its first hours as fast as possible).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from wearwatch.launch.models import FLEET_FAMILIES
 from wearwatch.learn.rul.data import missing_files
 from wearwatch.pipelines.fleet.evaluate import EvaluationConfig, train_on_twin
-from wearwatch.store.registry import ModelRegistry
+from wearwatch.store.registry import ModelRegistry, finite_json
 
 RUL_SUBSET = "FD001"
 RUL_FAMILY = f"rul-{RUL_SUBSET}"
@@ -139,7 +137,7 @@ def warm_up(registry_dir: Path, plan: WarmupPlan, progress: Progress | None = No
         metrics={k: trained.anomaly_summary[k] for k in ("rows", "healthy_rows", "machines")},
         promote=True,
     )
-    metrics = _finite(trained.risk_metrics)
+    metrics = finite_json(trained.risk_metrics)
     risk = registry.register(
         "risk",
         trained.risk,
@@ -171,12 +169,3 @@ class _Staged:
         self.twin(stage, fraction)
         if fraction >= 1.0:
             self.report("fitting the anomaly detectors and the risk model", self.at)
-
-
-def _finite(value: Any) -> Any:
-    """NaN metrics (a single-class test split) become None: the registry stores JSON."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import importlib
 import json
+import math
 import os
 import re
 import subprocess
@@ -99,6 +100,22 @@ class ChecksumMismatch(RegistryError):
 
 def _utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN: e.g. ROC-AUC on a single-class test set)
+    turned into None, through dicts and lists: strict JSON has no NaN.
+
+    >>> finite_json({"auc": float("nan"), "n": [1.0, float("inf")]})
+    {'auc': None, 'n': [1.0, None]}
+    """
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -331,7 +348,7 @@ class ModelRegistry:
             "created_at": _utcnow(),
             "data_hash": data_hash,
             "params": params or {},
-            "metrics": metrics or {},
+            "metrics": finite_json(metrics or {}),
             "code_version": code_version(),
             "format": fmt,
             "artifacts": {name: sha256_bytes(data) for name, data in sorted(files.items())},

@@ -263,11 +263,11 @@ def test_cmapss_dir_setting_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_single_class_horizon_gives_null_auc_in_json() -> None:
-    from wearwatch.cli.train import _finite
+    from wearwatch.store.registry import finite_json
 
     h = horizon_metrics([0.1, 0.2], [False, False])
     assert math.isnan(h["roc_auc"]) and h["precision"] == 0.0
     assert (
-        json.loads(json.dumps(_finite({"FD001": {"horizon": h}})))["FD001"]["horizon"]["roc_auc"]
+        json.loads(json.dumps(finite_json({"FD001": {"horizon": h}})))["FD001"]["horizon"]["roc_auc"]
         is None
     )

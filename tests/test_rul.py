@@ -268,6 +268,8 @@ def test_single_class_horizon_gives_null_auc_in_json() -> None:
     h = horizon_metrics([0.1, 0.2], [False, False])
     assert math.isnan(h["roc_auc"]) and h["precision"] == 0.0
     assert (
-        json.loads(json.dumps(finite_json({"FD001": {"horizon": h}})))["FD001"]["horizon"]["roc_auc"]
+        json.loads(json.dumps(finite_json({"FD001": {"horizon": h}})))["FD001"]["horizon"][
+            "roc_auc"
+        ]
         is None
     )

@@ -484,11 +484,8 @@ def prepare_data_dir(
     log, scored by the fleet flow with fitted anomaly and risk models, both registered and
     current. Returns the machine ids and, per machine, a ``POST /anomaly`` body (its last 30 s
     feature vector)."""
-    from wearwatch import topics
     from wearwatch.benchmarks.fleet import GRACE_S, WINDOWS_S, fit_models
-    from wearwatch.bus.base import read_all
     from wearwatch.bus.sqlite import SqliteLog
-    from wearwatch.events import FeatureVector, decode_event, encode
     from wearwatch.pipelines.fleet.flow import fleet_pipeline
     from wearwatch.runtime.flow_worker import FlowWorker
     from wearwatch.runtime.worker import WorkerOptions
@@ -509,14 +506,30 @@ def prepare_data_dir(
     flow = fleet_pipeline(anomaly, risk, None, WINDOWS_S, GRACE_S, limits=twin.hard_limits())
     options = WorkerOptions(watermark_delay_s=1.0, exit_when_idle=True, poll_timeout_s=0.0)
     FlowWorker(lambda: SqliteLog(path), flow, "fleet", options).run(install_signals=False)
-    last: dict[str, bytes] = {}
-    for record in read_all(log, topics.FEATURES.name):
-        fv = decode_event(record.value, FeatureVector)
-        if fv.window_s == max(WINDOWS_S):
-            last[fv.machine_id] = encode(fv)
     log.close()
-    ids = sorted(twin.machine_ids)
-    missing = [m for m in ids if m not in last]
+    ids, bodies = anomaly_bodies(path)
+    missing = sorted(set(twin.machine_ids) - set(ids))
     if missing:
-        raise RuntimeError(f"no 30 s feature vector for {missing[:3]}…: run longer")
-    return ids, [last[m].decode() for m in ids]
+        raise RuntimeError(f"no feature vector for {missing[:3]}…: run longer")
+    return ids, bodies
+
+
+def anomaly_bodies(log_path: Path) -> tuple[list[str], list[str]]:
+    """Per machine on the log's ``fleet.features`` (sorted), a ``POST /anomaly`` body: its
+    last feature vector of the longest window."""
+    from wearwatch import topics
+    from wearwatch.bus.base import read_all
+    from wearwatch.bus.sqlite import SqliteLog
+    from wearwatch.events import FeatureVector, decode_event, encode
+
+    log = SqliteLog(log_path)
+    last: dict[str, tuple[float, bytes]] = {}
+    try:
+        for record in read_all(log, topics.FEATURES.name):
+            fv = decode_event(record.value, FeatureVector)
+            if fv.window_s >= last.get(fv.machine_id, (0.0, b""))[0]:
+                last[fv.machine_id] = (fv.window_s, encode(fv))
+    finally:
+        log.close()
+    ids = sorted(last)
+    return ids, [last[m][1].decode() for m in ids]

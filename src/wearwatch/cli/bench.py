@@ -196,25 +196,16 @@ def api(
 def _prepared(root: Path) -> tuple[list[str], list[str]]:
     """Machine ids and POST /anomaly bodies from a prepared data directory's log."""
     from wearwatch import topics
-    from wearwatch.bus.base import read_all
-    from wearwatch.bus.sqlite import SqliteLog
+    from wearwatch.benchmarks.api import anomaly_bodies
     from wearwatch.cli.errors import fail
-    from wearwatch.events import FeatureVector, decode_event, encode
 
     path = root / "log.db"
     if not path.is_file():
         fail(f"--data-dir {root}: no log.db in it (run without --data-dir to prepare one)")
-    log = SqliteLog(path)
-    last: dict[str, tuple[float, bytes]] = {}
-    for record in read_all(log, topics.FEATURES.name):
-        fv = decode_event(record.value, FeatureVector)
-        if fv.window_s >= last.get(fv.machine_id, (0.0, b""))[0]:  # the longest window's
-            last[fv.machine_id] = (fv.window_s, encode(fv))
-    log.close()
-    if not last:
+    ids, bodies = anomaly_bodies(path)
+    if not ids:
         fail(f"--data-dir {root}: no feature vectors on {topics.FEATURES.name}")
-    ids = sorted(last)
-    return ids, [last[m][1].decode() for m in ids]
+    return ids, bodies
 
 
 @app.command("learners")

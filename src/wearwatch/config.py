@@ -27,6 +27,7 @@ from pydantic_settings import (
 from wearwatch.bus.base import DEFAULT_PARTITIONS, DEFAULT_RETENTION_S
 
 ENV_PREFIX = "WEARWATCH_"
+ANALYTICS_SCHEMES = ("duckdb:///", "clickhouse://", "chdb:///")
 DEFAULT_TOML = Path("wearwatch.toml")
 
 #: Longest duration any setting may hold (1000 years): a larger one is a typo, and every
@@ -108,6 +109,18 @@ class Settings(BaseSettings):
         description="Kafka without checkpoint_key: run with unauthenticated checkpoints "
         "(sha256 only; whoever can write <group>.checkpoints can run code in the worker)",
     )
+    kafka_config: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra librdkafka properties for every Kafka client, passed through as "
+        "given: TLS and SASL for a real cluster (security.protocol, sasl.mechanism, "
+        "sasl.username, sasl.password, ssl.ca.location ...); env: a JSON object",
+    )
+    analytics: str = Field(
+        "",
+        description="analytics store URL: duckdb:///path.duckdb (default: "
+        "<data_dir>/analytics.duckdb), clickhouse://[user:password@]host:8123/database, or "
+        "chdb:///path (ClickHouse's engine embedded)",
+    )
     cmapss_dir: Path | None = Field(None, description="NASA C-MAPSS data directory")
     seed: int = Field(7, description="default seed for twins and trainers")
 
@@ -117,6 +130,20 @@ class Settings(BaseSettings):
         if value and not value.startswith(("sqlite://", "kafka://")):
             raise ValueError(f"bus={value!r}: expected sqlite:///path/to.db or kafka://host:port")
         return value
+
+    @field_validator("analytics")
+    @classmethod
+    def _check_analytics(cls, value: str) -> str:
+        if value and not value.startswith(ANALYTICS_SCHEMES):
+            raise ValueError(
+                f"analytics={value!r}: expected duckdb:///path.duckdb, "
+                "clickhouse://[user:password@]host:port/database or chdb:///path"
+            )
+        return value
+
+    @property
+    def analytics_url(self) -> str:
+        return self.analytics or f"duckdb:///{self.analytics_path}"
 
     @property
     def bus_url(self) -> str:

@@ -20,11 +20,13 @@ if TYPE_CHECKING:
 
 def open_configured_log(settings: Settings, url: str | None = None) -> Log:
     """The log at ``url`` (default: the ``bus`` setting, else ``<data_dir>/log.db``), creating
-    topics with the configured ``partitions`` and ``retention_s``."""
+    topics with the configured ``partitions`` and ``retention_s``; Kafka clients get the
+    ``kafka_config`` properties (TLS, SASL)."""
     return open_log(
         url or settings.bus_url,
         partitions=settings.partitions,
         retention_s=settings.retention_s,
+        client_config=settings.kafka_config,
     )
 
 

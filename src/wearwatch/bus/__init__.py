@@ -19,11 +19,14 @@ def open_log(
     *,
     partitions: int = DEFAULT_PARTITIONS,
     retention_s: float = DEFAULT_RETENTION_S,
+    client_config: dict[str, str] | None = None,
 ) -> Log:
     """``sqlite:///path/to.db`` (embedded) or ``kafka://host:port``.
 
     ``partitions`` and ``retention_s`` apply to topics the log creates; the app passes its
-    configured values (see :func:`wearwatch.wiring.open_configured_log`).
+    configured values (see :func:`wearwatch.wiring.open_configured_log`). ``client_config``:
+    librdkafka properties every Kafka client gets as given (TLS, SASL); the embedded log has
+    no clients and ignores it.
 
     >>> open_log("mqtt://plant")
     Traceback (most recent call last):
@@ -39,7 +42,12 @@ def open_log(
     if url.startswith("kafka://"):
         from wearwatch.bus.kafka import KafkaLog
 
-        return KafkaLog(url, default_partitions=partitions, retention_s=retention_s)
+        return KafkaLog(
+            url,
+            default_partitions=partitions,
+            retention_s=retention_s,
+            client_config=client_config,
+        )
     raise ValueError(f"bus={url!r}: expected sqlite:///path/to.db or kafka://host:port")
 
 

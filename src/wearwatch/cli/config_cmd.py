@@ -14,6 +14,22 @@ from wearwatch.config import Settings, value_sources
 
 SECRETS = {"api_token", "checkpoint_key"}
 
+
+def _redacted(name: str, value: object) -> object:
+    """A secret's value as ``***``; in ``kafka_config``, every password-like property
+    (``sasl.password``, ``ssl.key.password``…), and the password in an analytics URL."""
+    if name in SECRETS and value:
+        return "***"
+    if name == "kafka_config" and isinstance(value, dict):
+        return {k: "***" if ("password" in k or "secret" in k) else v for k, v in value.items()}
+    if name == "analytics" and isinstance(value, str) and "@" in value and "://" in value:
+        scheme, rest = value.split("://", 1)
+        auth, host = rest.rsplit("@", 1)
+        user = auth.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in auth else value
+    return value
+
+
 app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 
 
@@ -25,7 +41,7 @@ def show(as_json: bool = typer.Option(False, "--json", help="print one JSON obje
     except (ValidationError, FileNotFoundError) as exc:
         fail(describe(exc))
     rows = {
-        name: ("***" if name in SECRETS and value else value, origin)
+        name: (_redacted(name, value), origin)
         for name, (value, origin) in value_sources(settings).items()
     }
     if as_json:

@@ -12,6 +12,7 @@ from wearwatch.cli import (
     config_cmd,
     demo,
     fleet,
+    ingest,
     log,
     mill,
     models,
@@ -41,6 +42,7 @@ app.add_typer(fleet.app, name="fleet")
 app.add_typer(train.app, name="train")
 app.add_typer(models.app, name="models")
 app.add_typer(alarms.app, name="alarms")
+app.add_typer(ingest.app, name="ingest")
 worker.register(app)
 replay.register(app)
 demo.register(app)

@@ -338,6 +338,47 @@ def _stream(s: Setup, registry: Path) -> dict[str, list[Any]]:
     return out
 
 
+def _worker_run(s: Setup, data_dir: Path) -> list[ModelScore]:
+    """The readings and ground truth on the data dir's log, and the fleet flow run there by
+    the worker (checkpoints included); its ``fleet.model_scores``."""
+    from wearwatch.bus.base import read_all
+    from wearwatch.events import decode_record
+    from wearwatch.pipelines.fleet.flow import fleet_pipeline
+    from wearwatch.runtime.flow_worker import FlowWorker
+    from wearwatch.runtime.worker import WorkerOptions
+
+    url = f"sqlite:///{data_dir / 'log.db'}"
+    log = open_log(url)
+    log.create_topic(topics.READINGS.name, 1)
+    log.produce(OutRecord(topics.READINGS.name, None, r, "", 0) for r in s.records)
+    topics.MAINTENANCE.create(log)
+    log.produce(OutRecord(topics.MAINTENANCE.name, e.asset_id.encode(), encode(e)) for e in s.truth)
+    log.flush()
+    log.close()
+    flow = fleet_pipeline(
+        alarms=s.cfg.alarms,
+        windows_s=s.cfg.windows_s,
+        grace_s=s.cfg.grace_s,
+        limits=s.limits,
+        registry=str(data_dir / "models"),
+    )
+    options = WorkerOptions(
+        watermark_delay_s=s.cfg.watermark_delay_s,
+        exit_when_idle=True,
+        poll_timeout_s=0.0,
+        checkpoint_key="k" * 64,
+    )
+    FlowWorker(lambda: open_log(url), flow, "fleet", options).run(install_signals=False)
+    log = open_log(url)
+    try:
+        return [
+            e for r in read_all(log, topics.MODEL_SCORES.name)
+            for e in decode_record(r.value, ModelScore).events
+        ]  # fmt: skip
+    finally:
+        log.close()
+
+
 def _to_log(data_dir: Path, out: dict[str, list[Any]], truth: list[MaintenanceEvent]) -> None:
     """What the worker would have written, as the CLI reads it."""
     log = open_log(f"sqlite:///{data_dir / 'log.db'}")
@@ -446,7 +487,13 @@ def test_canary_of_a_better_model_serves_exactly_its_cohort_and_is_promoted(
         assert h.model_version == (CANDIDATE if h.machine_id in cohort else CURRENT)
     _check_pairs(health, scores, "canary")
 
-    _to_log(data_dir, out, setup.truth)
+    # The worker on the embedded log writes the same model scores (what compare reads;
+    # fleet.model_scores is partitioned by machine, so compare in one order).
+    def order(sc: ModelScore) -> tuple[str, Any, str]:
+        return (sc.machine_id, sc.ts, sc.version)
+
+    assert sorted(_worker_run(setup, data_dir), key=order) == sorted(scores, key=order)
+
     shown = _cli("models", "compare", "risk", "--json")
     figures = json.loads(shown.stdout)
     assert figures["candidate"]["brier"] < figures["current"]["brier"]

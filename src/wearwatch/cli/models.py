@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from wearwatch.cli.errors import fail
+from wearwatch.cli.errors import fail, finite
 
 app = typer.Typer(help="Inspect and manage the model registry.", no_args_is_help=True)
 
@@ -200,7 +200,12 @@ def rollout(
     ] = False,
     canary: Annotated[
         float | None,
-        typer.Option("--canary", help="serve this share of machines, in (0, 1]", metavar="SHARE"),
+        typer.Option(
+            "--canary",
+            help="serve this share of machines, in (0, 1]",
+            metavar="SHARE",
+            callback=finite(),  # the bounds are the registry's (one rule, one message)
+        ),
     ] = None,
     abort: Annotated[bool, typer.Option("--abort", help="end the running rollout")] = False,
 ) -> None:

@@ -218,6 +218,24 @@ class MachineHealth(Event, tag="machine_health", kw_only=True):
     model_version: str = ""
 
 
+class ModelScore(Event, tag="model_score", kw_only=True):
+    """One model version's prediction on a machine's health window while a rollout runs.
+
+    Both the current version and the candidate score every window (``served``: the one whose
+    value went to ``fleet.health``), so their live metrics are computed on the same events.
+    """
+
+    machine_id: Id
+    family: Id
+    #: ``risk@v0004``, as in ``MachineHealth.model_version``.
+    version: Id
+    value: Finite
+    served: bool
+    rollout: Literal["shadow", "canary"]
+    #: For a risk model: the horizon its probability is about ("fails within H").
+    horizon_s: Positive | None = None
+
+
 class Alarm(Event, tag="alarm", kw_only=True):
     """An alarm's state after a transition (raised, escalated, cleared, acknowledged...).
 
@@ -349,6 +367,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     FeatureVector,
     AnomalyScore,
     MachineHealth,
+    ModelScore,
     Alarm,
     MaintenanceEvent,
     TwinCommand,
@@ -369,6 +388,7 @@ AnyEvent = (
     | FeatureVector
     | AnomalyScore
     | MachineHealth
+    | ModelScore
     | Alarm
     | MaintenanceEvent
     | TwinCommand

@@ -34,6 +34,7 @@ from wearwatch.events import (
     FeatureVector,
     MachineHealth,
     MaintenanceEvent,
+    ModelScore,
     PassActual,
     PassOutcome,
     PassRequest,
@@ -110,6 +111,9 @@ FEATURES = Topic("fleet.features", FeatureVector, partitioned_by="machine_id")
 SCORES = Topic("fleet.scores", AnomalyScore, partitioned_by="machine_id")
 #: Failure risk, health score and time to maintenance per machine.
 HEALTH = Topic("fleet.health", MachineHealth, partitioned_by="machine_id")
+#: While a model rollout runs: every version's prediction on every health window (served or
+#: not), for comparing them live on the same events.
+MODEL_SCORES = Topic("fleet.model_scores", ModelScore, partitioned_by="machine_id")
 #: Every alarm transition (raised, escalated, cleared, acknowledged...).
 ALARMS = Topic("fleet.alarms", Alarm, partitioned_by="machine_id")
 #: What the alarm stage acts on, in the order it must: the alarm window's anomaly scores
@@ -142,6 +146,7 @@ TOPICS: dict[str, Topic] = {
         FEATURES,
         SCORES,
         HEALTH,
+        MODEL_SCORES,
         ALARMS,
         ALARM_INPUT,
         MAINTENANCE,

@@ -17,6 +17,7 @@ from wearwatch.api.platform import Platform
 from wearwatch.store.registry import (
     ModelVersion,
     RegistryError,
+    RolloutError,
     UnknownFamily,
     UnknownVersion,
     parse_version,
@@ -145,6 +146,11 @@ def routes(platform: Platform) -> APIRouter:
             **doc.UNAUTHORIZED,
             **doc.not_found("family or version", "model 'anomaly' has no version v0009"),
             **doc.UNPROCESSABLE,
+            409: doc.problem(
+                "A rollout of another version is running",
+                "model 'risk': a rollout of v0004 (shadow) is running; promote it or abort it "
+                "first (wearwatch models rollout risk --abort)",
+            ),
         },
     )
     def promote(family: str, body: PromoteRequest) -> Response:
@@ -156,6 +162,8 @@ def routes(platform: Platform) -> APIRouter:
             mv = registry.promote(family, number)
         except UnknownVersion as exc:
             raise HTTPException(404, detail=str(exc)) from None
+        except RolloutError as exc:
+            raise HTTPException(409, detail=str(exc)) from None
         served = platform.models.reload(family)
         return doc.json_bytes(
             doc.ServedVersions(served={family: served.get(family, "")}, current=mv.version)

@@ -1,4 +1,10 @@
-"""``wearwatch models``: list, show, promote and roll back registered model versions."""
+"""``wearwatch models``: list, show, promote and roll back registered model versions; roll a
+candidate out beside the current one (shadow or canary) and compare them live.
+
+``promote`` is gated by the live comparison (:class:`~wearwatch.pipelines.fleet.live_metrics.
+PromoteGate`) whenever the candidate has live predictions or is the running rollout; a version
+with neither is promoted as before (the warm-up and ``train`` register fresh models that way).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from wearwatch.cli.errors import fail
+from wearwatch.cli.errors import fail, finite
 
 app = typer.Typer(help="Inspect and manage the model registry.", no_args_is_help=True)
 
@@ -112,21 +118,184 @@ def show(
     Console().print(table)
 
 
+#: Families the live stream can roll out (the fleet flow scores risk models side by side).
+ROLLOUT_FAMILIES = ("risk",)
+
+
+def _live(family: str) -> tuple[list[Any], list[Any]]:
+    """The log's model scores of ``family`` and its maintenance ground truth."""
+    from wearwatch.config import get_settings
+    from wearwatch.learn.risk.truth import read_maintenance_topic
+    from wearwatch.pipelines.fleet.live_metrics import read_model_scores
+    from wearwatch.topics import MAINTENANCE
+    from wearwatch.wiring import open_configured_log
+
+    log = open_configured_log(get_settings())
+    try:
+        scores = [s for s in read_model_scores(log) if s.family == family]
+        truth = read_maintenance_topic(log) if MAINTENANCE.name in log.topics() else []
+    finally:
+        log.close()
+    return scores, truth
+
+
+def _comparison(registry: Any, family: str, candidate: int) -> Any:
+    from wearwatch.pipelines.fleet.live_metrics import compare
+    from wearwatch.store.registry import RegistryError, version_tag
+
+    current = registry.current_version(family)
+    if current is None:
+        raise RegistryError(f"model {family!r} has no current version to compare with")
+    scores, truth = _live(family)
+    return compare(
+        scores, truth, f"{family}@{version_tag(current)}", f"{family}@{version_tag(candidate)}"
+    )
+
+
 @app.command("promote")
 def promote(
     family: Annotated[str, typer.Argument(help="model family")],
     version: Annotated[str, typer.Argument(help="version to make current, e.g. 3 or v0003")],
+    force: Annotated[
+        bool, typer.Option("--force", help="promote even if its live metrics are worse")
+    ] = False,
 ) -> None:
-    """Make a version current (after verifying its checksum)."""
-    from wearwatch.store.registry import RegistryError
+    """Make a version current (after verifying its checksum). A candidate with live
+    predictions (or the running rollout's) must not be worse than the current version on the
+    same events: Brier ≤ current × 1.01 on ≥ 100 scored predictions, unless --force."""
+    from wearwatch.pipelines.fleet.live_metrics import PromoteGate
+    from wearwatch.store.registry import RegistryError, parse_version, version_tag
 
     registry = _registry()
     try:
         registry.verify(family, version)
-        mv = registry.promote(family, version)
+        number = parse_version(version)
+        current = registry.current_version(family)
+        rollout = registry.rollout(family)
+        forced = False
+        if current is not None and current != number:
+            comparison = _comparison(registry, family, number)
+            evidence = comparison.candidate.predictions > 0 or (
+                rollout is not None and rollout.version == number
+            )
+            verdict = PromoteGate().verdict(comparison) if evidence else None
+            if verdict is not None and not verdict.ok:
+                if not force:
+                    fail(verdict.reason, code=1)
+                forced = True
+                typer.echo(f"forced: {verdict.reason}", err=True)
+        mv = registry.promote(family, number, forced=forced)
+    except (RegistryError, ValueError) as exc:
+        fail(str(exc))
+    finished = f" (rollout {rollout.describe()} finished)" if rollout else ""
+    typer.echo(f"{mv.family}: current is now {version_tag(mv.version)}{finished}")
+
+
+@app.command("rollout")
+def rollout(
+    family: Annotated[str, typer.Argument(help="model family (risk)")],
+    version: Annotated[str | None, typer.Argument(help="candidate version, e.g. 4")] = None,
+    shadow: Annotated[
+        bool, typer.Option("--shadow", help="score beside the current one, never serve")
+    ] = False,
+    canary: Annotated[
+        float | None,
+        typer.Option(
+            "--canary",
+            help="serve this share of machines, in (0, 1]",
+            metavar="SHARE",
+            callback=finite(),  # the bounds are the registry's (one rule, one message)
+        ),
+    ] = None,
+    abort: Annotated[bool, typer.Option("--abort", help="end the running rollout")] = False,
+) -> None:
+    """Start a rollout of VERSION (--shadow or --canary SHARE), or end it (--abort). A canary
+    serves the machines whose SHA-256 cohort point is below SHARE (the same ones every run);
+    ``wearwatch models promote`` finishes it. The fleet worker restarts to pick it up."""
+    from wearwatch.store.registry import RegistryError, version_tag
+
+    chosen = [name for name, on in (("--shadow", shadow), ("--canary", canary is not None),
+                                    ("--abort", abort)) if on]  # fmt: skip
+    if len(chosen) != 1:
+        fail("give exactly one of --shadow, --canary SHARE or --abort")
+    if abort and version is not None:
+        fail(f"--abort ends the running rollout; drop the version {version!r}")
+    if not abort and version is None:
+        fail(f"{chosen[0]}: which version? (wearwatch models rollout {family} VERSION ...)")
+    if not abort and family not in ROLLOUT_FAMILIES:
+        fail(
+            f"model {family!r}: the live stream rolls out {', '.join(ROLLOUT_FAMILIES)} models "
+            "only (the fleet flow scores them side by side)"
+        )
+    registry = _registry()
+    try:
+        if abort:
+            ended = registry.abort_rollout(family)
+            typer.echo(
+                f"{family}: rollout of {version_tag(ended.version)} ({ended.describe()}) aborted; "
+                f"v{registry.current_version(family):04d} serves every machine"
+            )
+            return
+        plan = registry.start_rollout(
+            family, version or "", "shadow" if shadow else "canary", canary
+        )
     except RegistryError as exc:
         fail(str(exc))
-    typer.echo(f"{mv.family}: current is now {mv.tag}")
+    typer.echo(
+        f"{family}: {version_tag(plan.version)} rolled out ({plan.describe()}) beside "
+        f"v{registry.current_version(family):04d}"
+    )
+
+
+@app.command("compare")
+def compare_versions(
+    family: Annotated[str, typer.Argument(help="model family (risk)")],
+    version: Annotated[
+        str | None, typer.Argument(help="candidate (default: the running rollout's)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """The live Brier score and log loss of the current version and a candidate, on the same
+    health windows of the log whose horizon has passed, and the promote gate's verdict."""
+    from wearwatch.pipelines.fleet.live_metrics import PromoteGate
+    from wearwatch.store.registry import RegistryError, parse_version
+
+    registry = _registry()
+    try:
+        registry.show(family)
+        if version is None:
+            plan = registry.rollout(family)
+            if plan is None:
+                fail(f"model {family!r}: no rollout is running; name the candidate version")
+            number = plan.version
+        else:
+            number = parse_version(version)
+            registry.show(family, number)
+        comparison = _comparison(registry, family, number)
+    except (RegistryError, ValueError) as exc:
+        fail(str(exc))
+    verdict = PromoteGate().verdict(comparison)
+    if as_json:
+        out = {"family": family, **comparison.to_dict(), "promote_ok": verdict.ok,
+               "verdict": verdict.reason}  # fmt: skip
+        typer.echo(json.dumps(out))
+        return
+    table = Table(title=f"{family}: live comparison on the same health windows")
+    for name in ("", "version", "predictions", "scored", "Brier", "log loss"):
+        table.add_column(name, justify="left" if name in ("", "version") else "right")
+    for role, m in (("current", comparison.current), ("candidate", comparison.candidate)):
+        table.add_row(
+            role,
+            m.version,
+            str(m.predictions),
+            str(m.scored),
+            "–" if m.scored == 0 else f"{m.brier:.4f}",
+            "–" if m.scored == 0 else f"{m.log_loss:.4f}",
+        )
+    Console().print(table)
+    end = comparison.end.isoformat() if comparison.end else "–"
+    typer.echo(f"scored: predictions whose horizon has passed by {end}, on pairs both made")
+    typer.echo(("promote: ok — " if verdict.ok else "promote: refused — ") + verdict.reason)
 
 
 @app.command("rollback")

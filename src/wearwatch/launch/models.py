@@ -4,7 +4,8 @@ A worker loads its models when it starts (``--param registry=DIR``: the current 
 a promote or a rollback (``POST /models/{family}/promote`` / ``rollback``) takes effect in the
 stream only after a restart: :class:`ModelWatch` polls the registry's pointers (a small JSON
 file per family) every couple of seconds and asks the supervisor for a clean restart of the
-worker when one moved.
+worker when one moved — or when a rollout started or ended (it lives in the same pointer file,
+and the worker loads the candidate at start-up too).
 
 >>> import tempfile
 >>> from pathlib import Path
@@ -16,6 +17,13 @@ worker when one moved.
 >>> watch.check()
 worker-fleet | models changed: risk v1
 >>> watch.check()  # nothing new
+>>> _ = ModelRegistry(root).register("risk", {"weights": [2]})
+>>> _ = ModelRegistry(root).start_rollout("risk", 2, "canary", 0.25)
+>>> watch.check()
+worker-fleet | models changed: risk v1 + rollout v2 (canary 25%)
+>>> _ = ModelRegistry(root).abort_rollout("risk")
+>>> watch.check()
+worker-fleet | models changed: risk v1
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from pathlib import Path
 from typing import Protocol
 
 from wearwatch.store.registry import ModelRegistry, RegistryError
+from wearwatch.store.rollout import Rollout
 
 #: The families the fleet worker serves.
 FLEET_FAMILIES = ("anomaly", "risk")
@@ -56,13 +65,21 @@ class ModelWatch:
         self.current = self._versions()
         self._next = 0.0
 
-    def _versions(self) -> dict[str, int | None]:
-        out: dict[str, int | None] = {}
+    def _versions(self) -> dict[str, tuple[int | None, Rollout | None]]:
+        """Per family: the current version and the running rollout (what the worker loads)."""
+        out: dict[str, tuple[int | None, Rollout | None]] = {}
         for family in self.families:
             try:
-                out[family] = self.registry.current_version(family)
+                out[family] = (
+                    self.registry.current_version(family),
+                    self.registry.rollout(family),
+                )
             except (RegistryError, OSError):  # a pointer being replaced, or corrupt
-                out[family] = self.current.get(family) if hasattr(self, "current") else None
+                out[family] = (
+                    self.current.get(family, (None, None))
+                    if hasattr(self, "current")
+                    else (None, None)
+                )
         return out
 
     def check(self) -> None:
@@ -75,7 +92,15 @@ class ModelWatch:
         if versions == self.current:
             return
         changed = ", ".join(
-            f"{f} v{versions[f]}" for f in self.families if versions[f] != self.current[f]
+            _describe(f, *versions[f]) for f in self.families if versions[f] != self.current[f]
         )
         self.current = versions
         self.supervisor.restart(self.child, f"models changed: {changed}")
+
+
+def _describe(family: str, version: int | None, rollout: Rollout | None) -> str:
+    """``risk v1``, or ``risk v1 + rollout v2 (canary 25%)``."""
+    text = f"{family} v{version}"
+    return (
+        text if rollout is None else f"{text} + rollout v{rollout.version} ({rollout.describe()})"
+    )

@@ -26,6 +26,11 @@ Layout under the root (the app passes ``<data_dir>/models``, the ``registry_dir`
   ``meta.json`` the protection is that no stored format can execute code.
 * ``promote`` pushes a version on the pointer's stack; ``rollback`` pops it, so ``current``
   returns to the version that was current before. Every action is kept in ``history``.
+* A **rollout** (:mod:`wearwatch.store.rollout`: a candidate in shadow or canary beside the
+  current version) lives in the same pointer file, so the current version and the rollout
+  change together atomically. At most one per family; ``promote`` of the candidate finishes
+  it, ``abort_rollout`` ends it, and a promote or rollback of another version is refused while
+  it runs (the comparison would lose its reference).
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from wearwatch.store.rollout import Rollout, RolloutMode
 
 try:  # POSIX advisory locks for writers; readers never need them.
     import fcntl
@@ -79,6 +86,10 @@ class UnknownFamily(RegistryError, LookupError):
 
 class UnknownVersion(RegistryError, LookupError):
     pass
+
+
+class RolloutError(RegistryError, ValueError):
+    """A rollout that cannot start, or an action a running rollout forbids."""
 
 
 class UnsupportedArtifact(RegistryError, TypeError):
@@ -296,14 +307,25 @@ class ModelRegistry:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return {"version": None, "stack": [], "history": []}
+            return {"version": None, "stack": [], "history": [], "rollout": None}
         except json.JSONDecodeError as exc:
             raise RegistryError(f"{path} is corrupt ({exc}); restore it from history") from None
         if not isinstance(data, dict) or "version" not in data:
             raise RegistryError(f"{path} is corrupt: no 'version' key")
         data.setdefault("stack", [] if data["version"] is None else [data["version"]])
         data.setdefault("history", [])
+        data.setdefault("rollout", None)
         return data
+
+    def rollout(self, family: str) -> Rollout | None:
+        """The family's running rollout (None: none)."""
+        data = self.pointer(family)["rollout"]
+        try:
+            return None if data is None else Rollout.from_dict(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RegistryError(
+                f"{self._family_dir(family) / POINTER}: corrupt rollout {data!r} ({exc})"
+            ) from None
 
     def current_version(self, family: str) -> int | None:
         version = self.pointer(family)["version"]
@@ -380,36 +402,57 @@ class ModelRegistry:
         return self._read_meta(family, number)
 
     def _write_pointer(self, family_dir: Path, pointer: dict[str, Any]) -> None:
+        if pointer.get("rollout") is None:  # no rollout: the pointer file as before rollouts
+            pointer = {k: v for k, v in pointer.items() if k != "rollout"}
         data = json.dumps(pointer, indent=2, sort_keys=True).encode("utf-8")
         atomic_write_bytes(family_dir / POINTER, data)
 
-    def promote(self, family: str, version: int | str) -> ModelVersion:
+    def promote(self, family: str, version: int | str, *, forced: bool = False) -> ModelVersion:
+        """Make ``version`` current. With a rollout running, only its candidate may be promoted
+        (which finishes the rollout); ``forced`` records that a failed gate was overridden."""
         family_dir = self._existing_family_dir(family)
         number = parse_version(version)
         mv = self._read_meta(family, number)  # raises UnknownVersion
         with self._lock(family_dir):
             pointer = self.pointer(family)
+            rollout = self.rollout(family)
+            if rollout is not None and rollout.version != number:
+                raise RolloutError(
+                    f"model {family!r}: a rollout of {version_tag(rollout.version)} "
+                    f"({rollout.describe()}) is running; promote it or abort it first "
+                    f"(wearwatch models rollout {family} --abort)"
+                )
             if pointer["version"] == number:
                 return mv
             stack = [int(v) for v in pointer["stack"]]
             stack.append(number)
-            history = [
-                *pointer["history"],
-                {
-                    "action": "promote",
-                    "version": number,
-                    "from": pointer["version"],
-                    "at": _utcnow(),
-                },
-            ]
-            self._write_pointer(family_dir, {"version": number, "stack": stack, "history": history})
+            entry: dict[str, Any] = {
+                "action": "promote",
+                "version": number,
+                "from": pointer["version"],
+                "at": _utcnow(),
+            }
+            if rollout is not None:
+                entry["rollout"] = rollout.describe()
+            if forced:
+                entry["forced"] = True
+            history = [*pointer["history"], entry]
+            self._write_pointer(
+                family_dir, {"version": number, "stack": stack, "history": history, "rollout": None}
+            )
         return mv
 
     def rollback(self, family: str) -> ModelVersion:
-        """Make the previously current version current again."""
+        """Make the previously current version current again (refused during a rollout)."""
         family_dir = self._existing_family_dir(family)
         with self._lock(family_dir):
             pointer = self.pointer(family)
+            rollout = self.rollout(family)
+            if rollout is not None:
+                raise RolloutError(
+                    f"model {family!r}: a rollout of {version_tag(rollout.version)} is running; "
+                    f"abort it first (wearwatch models rollout {family} --abort)"
+                )
             stack = [int(v) for v in pointer["stack"]]
             if len(stack) < 2:
                 raise RegistryError(
@@ -423,9 +466,77 @@ class ModelRegistry:
                 {"action": "rollback", "version": previous, "from": stack[-1], "at": _utcnow()},
             ]
             self._write_pointer(
-                family_dir, {"version": previous, "stack": stack[:-1], "history": history}
+                family_dir,
+                {"version": previous, "stack": stack[:-1], "history": history, "rollout": None},
             )
         return mv
+
+    def start_rollout(
+        self, family: str, version: int | str, mode: RolloutMode, share: float | None = None
+    ) -> Rollout:
+        """Run ``version`` beside the current one: ``shadow``, or ``canary`` serving ``share``
+        of the machines (see :mod:`wearwatch.store.rollout`). The version must exist and pass
+        its checksum, the family must have a current version (the reference) other than it,
+        and no other rollout may be running."""
+        family_dir = self._existing_family_dir(family)
+        number = parse_version(version)
+        try:
+            plan = Rollout(number, mode, share, _utcnow())
+        except ValueError as exc:
+            raise RolloutError(f"model {family!r} rollout: {exc}") from None
+        self.verify(family, number)  # exists, a loadable format, checksums match
+        with self._lock(family_dir):
+            pointer = self.pointer(family)
+            running = self.rollout(family)
+            if running is not None:
+                raise RolloutError(
+                    f"model {family!r}: a rollout of {version_tag(running.version)} "
+                    f"({running.describe()}) is already running; one per family: abort it first"
+                )
+            if pointer["version"] is None:
+                raise RolloutError(
+                    f"model {family!r} has no current version to compare a rollout with; "
+                    "promote one first"
+                )
+            if int(pointer["version"]) == number:
+                raise RolloutError(f"model {family!r}: {version_tag(number)} is already current")
+            history = [
+                *pointer["history"],
+                {
+                    "action": "rollout",
+                    "version": number,
+                    "from": pointer["version"],
+                    "mode": plan.mode,
+                    "share": plan.share,
+                    "at": plan.started_at,
+                },
+            ]
+            self._write_pointer(
+                family_dir, {**pointer, "history": history, "rollout": plan.to_dict()}
+            )
+        return plan
+
+    def abort_rollout(self, family: str) -> Rollout:
+        """End the running rollout; the current version serves every machine again."""
+        family_dir = self._existing_family_dir(family)
+        with self._lock(family_dir):
+            pointer = self.pointer(family)
+            running = self.rollout(family)
+            if running is None:
+                raise RolloutError(f"model {family!r}: no rollout is running")
+            history = [
+                *pointer["history"],
+                {
+                    "action": "abort",
+                    "version": running.version,
+                    "from": pointer["version"],
+                    "mode": running.mode,
+                    "share": running.share,
+                    "at": _utcnow(),
+                },
+            ]
+            self._write_pointer(family_dir, {**pointer, "history": history, "rollout": None})
+        return running
 
     # ----------------------------------------------------------------- loading
     def _verified_files(self, mv: ModelVersion) -> dict[str, bytes]:

@@ -16,10 +16,19 @@ closed window.
 plant configures: ``limits``); without a risk model the risk is 0 and the health score rests
 on the anomaly evidence; without an alarm config :class:`AlarmConfig`'s defaults apply.
 
+**Model rollout.** With a rollout of the ``risk`` family in the registry
+(:mod:`wearwatch.store.rollout`: ``wearwatch models rollout risk VERSION --shadow`` or
+``--canary SHARE``), both the current version and the candidate score every health window,
+each with its own trend state; the one the rollout picks for the machine serves (the current
+one in shadow; the candidate for a canary's cohort) and is named in
+``MachineHealth.model_version``, and both predictions go to ``fleet.model_scores``
+(:class:`~wearwatch.events.ModelScore`), where :mod:`.live_metrics` compares them. Without a
+rollout the flow and its outputs are exactly those of before (no ``fleet.model_scores``).
+
 **State.** Per machine: the detector state (persistence counters and online detectors, kept
-per window size by the model), the risk model's trend features, the maintenance forecast, and
-the machine's alarms. All of it is checkpointed with the partition, so a restart continues with
-the same state and emits the same alarms.
+per window size by the model), each risk model version's trend features, the maintenance
+forecast, and the machine's alarms. All of it is checkpointed with the partition, so a restart
+continues with the same state and emits the same alarms.
 
 **Operators' commands.** With ``alarm_input=True`` the alarm window's scores go to
 ``fleet.alarm_input`` instead, where the API and ``wearwatch alarms`` put operators'
@@ -44,7 +53,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from wearwatch import topics
-from wearwatch.events import AlarmCommand, AnomalyScore, FeatureVector, MachineHealth
+from wearwatch.events import (
+    AlarmCommand,
+    AnomalyScore,
+    FeatureVector,
+    MachineHealth,
+    ModelScore,
+)
 from wearwatch.learn.anomaly.baseline import Baselines, HardLimits
 from wearwatch.learn.anomaly.config import AnomalyConfig
 from wearwatch.learn.anomaly.model import AnomalyModel, DetectorState
@@ -55,6 +70,7 @@ from wearwatch.pipelines.fleet.alarms import AlarmConfig, AlarmStep
 from wearwatch.pipelines.fleet_features import feature_vectors
 from wearwatch.runtime.dataflow import Flow, Source, register
 from wearwatch.store.registry import ModelRegistry, UnknownFamily
+from wearwatch.store.rollout import Rollout
 
 FLOW_NAME = "fleet"
 ALARMS_FLOW_NAME = "fleet-alarms"
@@ -66,14 +82,18 @@ class MachineState:
     """The scoring step's state of one machine (checkpointed with its partition)."""
 
     detector: DetectorState
-    trend: TrendFeatures | None = None
+    #: Per risk model version (``risk@v0003``; ``""`` untagged): its trend state, so a rollout's
+    #: candidate warms up its own, and keeps it when promoted.
+    trends: dict[str, TrendFeatures] | None = None
     forecast: MaintenanceForecast | None = None
 
 
 class ScoreStep:
     """Per machine: every window scored (``score``, the pure request path, then ``update``,
     the stream's step), and on the health window the failure risk, the health score and the
-    time until vibration reaches the machine's hard limit (the ISO 10816 C/D boundary)."""
+    time until vibration reaches the machine's hard limit (the ISO 10816 C/D boundary).
+    With a ``rollout``, the ``candidate`` risk model scores beside ``risk`` (module docstring).
+    """
 
     def __init__(
         self,
@@ -81,11 +101,25 @@ class ScoreStep:
         risk: RiskModel | None,
         health_window_s: float,
         limits: Limits | None = None,
+        candidate: RiskModel | None = None,
+        rollout: Rollout | None = None,
     ) -> None:
+        if (candidate is None) != (rollout is None):
+            raise ValueError("candidate and rollout: give both (a rollout) or neither")
+        if candidate is not None:
+            if risk is None:
+                raise ValueError("rollout: there is no current risk model to compare with")
+            if not _tag(candidate) or _tag(candidate) == _tag(risk):
+                raise ValueError(
+                    f"candidate: needs its own model_version tag (got {_tag(candidate)!r}, "
+                    f"current {_tag(risk)!r})"
+                )
         self.anomaly = anomaly
         self.risk = risk
         self.health_window_s = health_window_s
         self.limits = limits or {}
+        self.candidate = candidate
+        self.rollout = rollout
 
     def init(self) -> None:
         return None  # made on the machine's first window: the detector needs its id
@@ -97,15 +131,59 @@ class ScoreStep:
         state.detector = self.anomaly.update(fv, state.detector, score)
         ctx.emit(score)
         if fv.window_s == self.health_window_s:
-            ctx.emit(self._health(fv, score, state))
+            ctx.emit(self._health(fv, score, state, ctx))
         return state
 
-    def _health(self, fv: FeatureVector, score: AnomalyScore, state: MachineState) -> MachineHealth:
-        risk = 0.0
-        if self.risk is not None:
-            if state.trend is None:
-                state.trend = self.risk.new_trend()
-            risk = min(1.0, max(0.0, self.risk.predict_proba(state.trend.update(fv))))
+    @staticmethod
+    def _risk(model: RiskModel, fv: FeatureVector, state: MachineState) -> float:
+        """``model``'s risk for the window, on (and updating) its own trend state."""
+        if state.trends is None:
+            state.trends = {}
+        trend = state.trends.get(_tag(model))
+        if trend is None:
+            trend = state.trends[_tag(model)] = model.new_trend()
+        return min(1.0, max(0.0, model.predict_proba(trend.update(fv))))
+
+    def _forget_retired(self, state: MachineState) -> None:
+        """Drop the trend state of versions no longer scored (replaced, or an aborted
+        rollout's candidate): a restored checkpoint may hold them."""
+        serving = {_tag(m) for m in (self.risk, self.candidate) if m is not None}
+        if state.trends is not None and len(state.trends) > len(serving):
+            state.trends = {k: v for k, v in state.trends.items() if k in serving}
+
+    def _serve(self, fv: FeatureVector, state: MachineState, ctx: Any) -> tuple[float, str]:
+        """The served risk and the version that made it; during a rollout both versions'
+        predictions go out as :class:`ModelScore` s."""
+        if self.risk is None:
+            return 0.0, ""
+        risk = self._risk(self.risk, fv, state)
+        self._forget_retired(state)
+        if self.candidate is None or self.rollout is None:
+            return risk, _tag(self.risk)
+        candidate = self._risk(self.candidate, fv, state)
+        by_candidate = self.rollout.serves(fv.machine_id)
+        for model, value, served in (
+            (self.risk, risk, not by_candidate),
+            (self.candidate, candidate, by_candidate),
+        ):
+            ctx.emit(
+                ModelScore(
+                    ts=fv.ts,
+                    machine_id=fv.machine_id,
+                    family="risk",
+                    version=_tag(model),
+                    value=value,
+                    served=served,
+                    rollout=self.rollout.mode,
+                    horizon_s=model.horizon_s,
+                )
+            )
+        return (candidate, _tag(self.candidate)) if by_candidate else (risk, _tag(self.risk))
+
+    def _health(
+        self, fv: FeatureVector, score: AnomalyScore, state: MachineState, ctx: Any
+    ) -> MachineHealth:
+        risk, version = self._serve(fv, state, ctx)
         health, explanation = health_score(score, risk)
         if state.forecast is None:
             limit = self.limits.get(fv.machine_id, self.limits.get("*", {})).get("vibration")
@@ -124,7 +202,7 @@ class ScoreStep:
             health=health,
             time_to_maintenance_h=hours,
             explanation={k: v for k, v in explanation.items() if math.isfinite(v)},
-            model_version=getattr(self.risk, "model_version", "") if self.risk else "",
+            model_version=version,
         )
 
 
@@ -153,6 +231,9 @@ def fleet_pipeline(
     alarms_topic: str = topics.ALARMS.name,
     alarm_input: bool = False,
     alarm_input_topic: str = topics.ALARM_INPUT.name,
+    candidate: RiskModel | None = None,
+    rollout: Rollout | None = None,
+    model_scores_topic: str = topics.MODEL_SCORES.name,
 ) -> Flow:
     """The fleet flow. ``health_window_s`` (default: the longest window) is the window size
     risk and health are computed on, ``alarm_window_s`` (default: the longest) the one whose
@@ -163,7 +244,9 @@ def fleet_pipeline(
     serve where no model is given (``wearwatch worker fleet --param registry=DIR``).
     ``alarm_input``: the alarm window's scores go to ``alarm_input_topic`` for the
     ``fleet-alarms`` flow (which also applies operators' commands) instead of an alarm step
-    here; ``alarms`` is then that flow's business."""
+    here; ``alarms`` is then that flow's business.
+    ``candidate`` and ``rollout``: a risk model version rolled out beside ``risk`` (module
+    docstring); with ``registry`` and no ``candidate``, the registry's running risk rollout."""
     sizes = tuple(float(s) for s in windows_s)
     if not sizes:
         raise ValueError("windows_s=(): give at least one window size")
@@ -184,13 +267,17 @@ def fleet_pipeline(
     if registry is not None:
         anomaly = anomaly if anomaly is not None else _current(registry, "anomaly")
         risk = risk if risk is not None else _current(registry, "risk")
+        if candidate is None:
+            candidate, rollout = _rollout(registry)
     model = anomaly if anomaly is not None else default_anomaly_model(limits)
     source = topics.READINGS
     flow = Flow(FLOW_NAME, Source(input_topic, source.event_type, source.partitioned_by))
     features = feature_vectors(flow.stream, sizes, grace_s)
     features.to_topic(features_topic)
     to_score = features if scored_sizes == sizes else features.filter(_sized(scored_sizes))
-    scored = to_score.process(ScoreStep(model, risk, health_on, limits))
+    scored = to_score.process(ScoreStep(model, risk, health_on, limits, candidate, rollout))
+    if candidate is not None:
+        scored.filter(_is(ModelScore)).to_topic(model_scores_topic)
     scores = scored.filter(_is(AnomalyScore))
     scores.to_topic(scores_topic)
     scored.filter(_is(MachineHealth)).to_topic(health_topic)
@@ -241,6 +328,31 @@ def _current(registry: str, family: str) -> Any:
         return None
     model.model_version = f"{family}@{version.tag}"
     return model
+
+
+def _rollout(registry: str) -> tuple[RiskModel | None, Rollout | None]:
+    """The running rollout's candidate (tagged) and plan; (None, None) without one. A rollout
+    of a family this flow cannot run (``anomaly``) is an error, not silently ignored."""
+    reg = ModelRegistry(registry)
+    for family in ("anomaly",):
+        other = reg.rollout(family)  # a family never registered has no rollout
+        if other is not None:
+            raise ValueError(
+                f"registry: a rollout of {family} v{other.version:04d} is running; the fleet "
+                f"flow rolls out risk models only: abort it (wearwatch models rollout {family} "
+                "--abort)"
+            )
+    plan = reg.rollout("risk")
+    if plan is None:
+        return None, None
+    model, version = reg.load_with_meta("risk", plan.version)
+    model.model_version = f"risk@{version.tag}"
+    return model, plan
+
+
+def _tag(model: Any) -> str:
+    """A model's version tag (``risk@v0003``; ``""``: given in process, untagged)."""
+    return str(getattr(model, "model_version", ""))
 
 
 def _sized(sizes: tuple[float, ...]) -> Callable[[Any], bool]:

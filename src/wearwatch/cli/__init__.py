@@ -17,6 +17,7 @@ from wearwatch.cli import (
     models,
     replay,
     serve,
+    sink,
     train,
     twin,
     up,
@@ -41,6 +42,7 @@ app.add_typer(fleet.app, name="fleet")
 app.add_typer(train.app, name="train")
 app.add_typer(models.app, name="models")
 app.add_typer(alarms.app, name="alarms")
+app.add_typer(sink.app, name="sink")
 worker.register(app)
 replay.register(app)
 demo.register(app)

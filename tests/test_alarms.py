@@ -34,7 +34,8 @@ from wearwatch.pipelines.fleet.alarm_state import MachineAlarms
 from wearwatch.pipelines.fleet.alarms import AlarmConfig, AlarmPolicy, AlarmStep
 from wearwatch.runtime.dataflow import Flow, Source
 from wearwatch.runtime.windows import tumbling
-from wearwatch.store.analytics import AnalyticsStore, sink_topics
+from wearwatch.store.analytics import sink_topics
+from wearwatch.store.analytics_duckdb import DuckDBStore
 from wearwatch.topics import ALARMS, HEALTH, SCORES
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -803,7 +804,7 @@ def test_alarm_score_and_health_rows_are_written_once_per_rid(tmp_path: Path) ->
         OutRecord(ALARMS.name, M.encode(), encode(a), f"a/{i}") for i, a in enumerate(alarms)
     )
     log.produce([OutRecord(HEALTH.name, M.encode(), encode(health), "h/0")])
-    store = AnalyticsStore(tmp_path / "a.duckdb")
+    store = DuckDBStore(tmp_path / "a.duckdb")
     topics = [SCORES.name, ALARMS.name, HEALTH.name]
     assert sink_topics(log, store, topics, "sink") == len(scores) + len(alarms) + 1
     for topic in topics:  # a replay (as after a crash before the commit) adds nothing

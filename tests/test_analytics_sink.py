@@ -7,7 +7,8 @@ from pathlib import Path
 from wearwatch.bus.base import OutRecord, read_all
 from wearwatch.bus.sqlite import SqliteLog
 from wearwatch.events import PassOutcome, Reading, encode, utc
-from wearwatch.store.analytics import AnalyticsStore, sink_topics
+from wearwatch.store.analytics import sink_topics
+from wearwatch.store.analytics_duckdb import DuckDBStore
 
 
 def _outcome(i: int) -> PassOutcome:
@@ -44,7 +45,7 @@ def test_replayed_records_are_written_once(tmp_path: Path) -> None:
             )
         ]
     )
-    store = AnalyticsStore(tmp_path / "a.duckdb")
+    store = DuckDBStore(tmp_path / "a.duckdb")
     assert sink_topics(log, store, ["mill.outcomes", "fleet.readings"], "sink") == 51
     # A replay of everything (as after a crash before the commit) adds nothing.
     assert store.write_records(read_all(log, "mill.outcomes")) == 0

@@ -27,7 +27,8 @@ from wearwatch.events import (
 from wearwatch.pipelines.mill.flow import mill_flow
 from wearwatch.runtime.flow_worker import FlowWorker
 from wearwatch.runtime.worker import WorkerOptions
-from wearwatch.store.analytics import AnalyticsStore, sink_topics
+from wearwatch.store.analytics import sink_topics
+from wearwatch.store.analytics_duckdb import DuckDBStore
 from wearwatch.topics import MILL_DECISIONS, MILL_DRIFT, MILL_OUTCOMES, MILL_PASSES, MILL_TWIN
 from wearwatch.twin.mill.publish import publish
 from wearwatch.twin.mill.simulation import MillTwin, MillTwinConfig
@@ -128,7 +129,7 @@ def test_router_never_serves_outside_its_limits_and_explains_every_fallback(
             e.ts for e in truth if isinstance(e, MaintenanceEvent) and e.kind == "fault_onset"
         ]
         assert any(d.learner == "rls" and d.ts >= shock for d in drifts)  # recorded as events
-    store = AnalyticsStore(tmp_path / "a.duckdb")
+    store = DuckDBStore(tmp_path / "a.duckdb")
     sink_topics(log, store, [OUTCOMES_TOPIC], "sink")
     assert store.count("pass_outcomes") == counters["joined"]
 

@@ -16,7 +16,8 @@ from wearwatch.pipelines.mill.flow import mill_flow
 from wearwatch.pipelines.reading_totals import READINGS_TOPIC, TOTALS_TOPIC, ReadingTotalsOperator
 from wearwatch.runtime.operator import DEAD_LETTER_TOPIC, Context
 from wearwatch.runtime.worker import Worker, WorkerOptions
-from wearwatch.store.analytics import AnalyticsStore, sink_topics
+from wearwatch.store.analytics import sink_topics
+from wearwatch.store.analytics_duckdb import DuckDBStore
 
 OPTIONS = WorkerOptions(exit_when_idle=True, poll_timeout_s=0.0, watermark_delay_s=0.0)
 
@@ -129,7 +130,7 @@ def test_the_sink_finishes_when_retention_deleted_what_it_had_not_read(tmp_path:
     log.create_topic("out", 1)
     log.produce(OutRecord("out", b"k", _readings([1.0]), f"r{i}") for i in range(5))
     log.apply_retention(now_s=time.time() + 3600)
-    store = AnalyticsStore(tmp_path / "a.duckdb")
+    store = DuckDBStore(tmp_path / "a.duckdb")
     start = time.monotonic()
     assert sink_topics(log, store, ["out"], "sink", idle_timeout_s=30.0) == 0
     assert time.monotonic() - start < 10.0

@@ -22,7 +22,7 @@ from wearwatch.bus.sqlite import SqliteLog
 from wearwatch.events import ReadingTotals, encode
 from wearwatch.pipelines.reading_totals import ReadingTotalsOperator
 from wearwatch.runtime.worker import Worker, WorkerOptions
-from wearwatch.store.analytics import AnalyticsStore
+from wearwatch.store.analytics_duckdb import DuckDBStore
 from wearwatch.twin.synthetic import synthetic_readings
 
 pytestmark = pytest.mark.kafka
@@ -159,7 +159,7 @@ def test_two_workers_one_killed_survivor_takes_over_exactly_once(
     assert "partitions=[0, 1, 2, 3]" in survivor, survivor[-2000:]  # it took over
     actual = _first_per_rid(log, out_topic)
     assert actual == expected  # same outputs, same ids, same per-key order
-    store = AnalyticsStore(tmp_path / "sink.duckdb")
+    store = DuckDBStore(tmp_path / "sink.duckdb")
     store.write_records(read_all(log, out_topic))
     expected_rows = sum(len(v) for v in expected.values())
     assert store.count("events") == expected_rows  # no loss, no duplicates after the sink

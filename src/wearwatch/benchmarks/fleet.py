@@ -61,7 +61,8 @@ from wearwatch.pipelines.fleet.evaluate import EvaluationConfig, fleet_config, t
 from wearwatch.pipelines.fleet.features import features_from_readings
 from wearwatch.pipelines.fleet.flow import fleet_pipeline
 from wearwatch.runtime.worker import Worker, WorkerOptions
-from wearwatch.store.analytics import AnalyticsStore, sink_topics
+from wearwatch.store.analytics import sink_topics
+from wearwatch.store.analytics_duckdb import DuckDBStore
 from wearwatch.store.features import features_to_table, sink_features
 from wearwatch.twin.fleet.config import load_fleet_config
 from wearwatch.twin.fleet.simulation import FleetTwin
@@ -136,7 +137,7 @@ def _throughput(
         poll_timeout_s=0.0,
         exit_when_idle=True,
     )
-    store = AnalyticsStore(workdir / f"analytics{run}.duckdb")
+    store = DuckDBStore(workdir / f"analytics{run}.duckdb")
     features = workdir / f"features{run}"
 
     def stores() -> tuple[int, int]:

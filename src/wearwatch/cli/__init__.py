@@ -18,6 +18,7 @@ from wearwatch.cli import (
     models,
     replay,
     serve,
+    sink,
     train,
     twin,
     up,
@@ -43,6 +44,7 @@ app.add_typer(train.app, name="train")
 app.add_typer(models.app, name="models")
 app.add_typer(alarms.app, name="alarms")
 app.add_typer(ingest.app, name="ingest")
+app.add_typer(sink.app, name="sink")
 worker.register(app)
 replay.register(app)
 demo.register(app)

@@ -22,11 +22,10 @@ def _redacted(name: str, value: object) -> object:
         return "***"
     if name == "kafka_config" and isinstance(value, dict):
         return {k: "***" if ("password" in k or "secret" in k) else v for k, v in value.items()}
-    if name == "analytics" and isinstance(value, str) and "@" in value and "://" in value:
-        scheme, rest = value.split("://", 1)
-        auth, host = rest.rsplit("@", 1)
-        user = auth.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}" if ":" in auth else value
+    if name == "analytics" and isinstance(value, str):
+        from wearwatch.store.analytics import redacted  # lazily: it imports DuckDB
+
+        return redacted(value)
     return value
 
 

@@ -23,10 +23,18 @@ def is_user_error(exc: BaseException) -> bool:
     from pydantic import ValidationError
 
     from wearwatch.bus.base import LogError
+    from wearwatch.store.analytics import AnalyticsError
     from wearwatch.store.registry import RegistryError
 
     return isinstance(
-        exc, ValueError | OSError | LookupError | LogError | RegistryError | ValidationError
+        exc,
+        ValueError
+        | OSError
+        | LookupError
+        | LogError
+        | RegistryError
+        | AnalyticsError
+        | ValidationError,
     )
 
 

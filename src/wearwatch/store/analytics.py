@@ -1,14 +1,19 @@
-"""The analytics store (DuckDB, embedded) and the idempotent sink that fills it.
+"""The analytics store: its tables (one declaration for every backend), the protocol a backend
+implements, and the idempotent sink that fills it from the log.
 
-Every row written from the log carries the record's idempotency id (``rid``) as its primary
-key, so at-least-once delivery — a replay after a crash or a rebalance — still leaves exactly
-one row per output.
+Every row written from the log carries the record's idempotency id (``rid``), so at-least-once
+delivery — a replay after a crash or a rebalance — still leaves exactly one row per output:
+DuckDB (embedded, the default; :mod:`wearwatch.store.analytics_duckdb`) makes ``rid`` the
+primary key and ignores a second insert; ClickHouse (:mod:`wearwatch.store.analytics_clickhouse`)
+stores each table as a ``ReplacingMergeTree`` ordered by ``rid``, so duplicates collapse on
+merge and reads with ``FINAL`` see one row per record. :func:`open_analytics` picks the backend
+from a URL: ``duckdb:///path.duckdb``, ``clickhouse://[user:password@]host:port/database`` or
+``chdb:///path`` (ClickHouse's engine embedded in the process).
 
-Tables (created on first use):
+Tables (created on first use; the columns of each are :data:`TABLES`):
 
 ``events``
-    ``rid VARCHAR PRIMARY KEY, topic VARCHAR, type VARCHAR, key VARCHAR, ts TIMESTAMPTZ,
-    payload JSON`` — any event, as its JSON.
+    ``rid, topic, type, key, ts, payload (JSON)`` — any event, as its JSON.
 ``pass_outcomes``
     one row per joined mill pass: ``rid, ts, slab_id, pass_no, line, actual_force_kn,
     baseline_force_kn, served_force_kn, source, physics_ape, served_ape, model_ape (JSON:
@@ -27,207 +32,273 @@ Tables (created on first use):
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
-import duckdb
 import msgspec
 import pyarrow as pa
 
 from wearwatch.bus.base import Log, Record, caught_up
 
-_TABLES = {
-    "events": """CREATE TABLE IF NOT EXISTS events (
-        rid VARCHAR PRIMARY KEY, topic VARCHAR NOT NULL, type VARCHAR NOT NULL,
-        key VARCHAR, ts TIMESTAMPTZ, payload JSON NOT NULL)""",
-    "pass_outcomes": """CREATE TABLE IF NOT EXISTS pass_outcomes (
-        rid VARCHAR PRIMARY KEY, ts TIMESTAMPTZ NOT NULL, slab_id VARCHAR NOT NULL,
-        pass_no INTEGER NOT NULL, line VARCHAR NOT NULL, actual_force_kn DOUBLE,
-        baseline_force_kn DOUBLE, served_force_kn DOUBLE, source VARCHAR,
-        physics_ape DOUBLE, served_ape DOUBLE, model_ape JSON, router_state VARCHAR)""",
-    "anomaly_scores": """CREATE TABLE IF NOT EXISTS anomaly_scores (
-        rid VARCHAR PRIMARY KEY, ts TIMESTAMPTZ NOT NULL, machine_id VARCHAR NOT NULL,
-        window_s DOUBLE, severity VARCHAR NOT NULL, score DOUBLE, category VARCHAR,
-        reason VARCHAR, triggers JSON, model_version VARCHAR)""",
-    "machine_health": """CREATE TABLE IF NOT EXISTS machine_health (
-        rid VARCHAR PRIMARY KEY, ts TIMESTAMPTZ NOT NULL, machine_id VARCHAR NOT NULL,
-        risk DOUBLE, risk_level VARCHAR, health DOUBLE, time_to_maintenance_h DOUBLE,
-        explanation JSON, model_version VARCHAR)""",
-    "alarms": """CREATE TABLE IF NOT EXISTS alarms (
-        rid VARCHAR PRIMARY KEY, ts TIMESTAMPTZ NOT NULL, alarm_id VARCHAR NOT NULL,
-        machine_id VARCHAR NOT NULL, alarm_type VARCHAR NOT NULL, severity VARCHAR NOT NULL,
-        status VARCHAR NOT NULL, acknowledged BOOLEAN, transition VARCHAR NOT NULL,
-        reason VARCHAR, triggers JSON, raised_at TIMESTAMPTZ, ack_by VARCHAR,
-        ack_at TIMESTAMPTZ, refreshes INTEGER)""",
-}
+#: What a column holds; each backend maps a kind to its own type. ``label``: text of few
+#: distinct values (ClickHouse stores it as ``LowCardinality``); ``json``: a JSON document
+#: (lists, dicts) as text; ``time``: an event time (UTC, microseconds).
+ColumnKind = Literal["text", "label", "float", "int", "bool", "time", "json"]
 
-_EVENT_COLUMNS = ("rid", "topic", "type", "key", "ts", "payload")
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "text": pa.string(),
+    "label": pa.string(),
+    "json": pa.string(),
+    "float": pa.float64(),
+    "int": pa.int32(),
+    "bool": pa.bool_(),
+    "time": pa.timestamp("us", tz="UTC"),
+}
 
 
 @dataclass(frozen=True)
-class _RowTable:
-    """A table with one row per event of a type: its columns are the event's fields."""
+class Column:
+    name: str
+    kind: ColumnKind
+    #: Whether the value may be missing (``None``); every other column is ``NOT NULL``.
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table keyed by ``rid``. ``event_type``: the tag of the events whose fields fill its
+    columns (``""``: the ``events`` table, filled from the record itself)."""
 
     name: str
-    columns: tuple[str, ...]
-    #: Columns stored as JSON (lists, dicts).
-    json: frozenset[str] = frozenset()
+    columns: tuple[Column, ...]
+    event_type: str = ""
 
-    def row(self, rid: str, payload: dict[str, Any]) -> tuple[Any, ...]:
-        return (
-            rid,
-            *(
-                msgspec.json.encode(payload.get(c)).decode() if c in self.json else payload.get(c)
-                for c in self.columns
-            ),
-        )
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every column, ``rid`` first."""
+        return ("rid", *(c.name for c in self.columns))
 
 
-#: Event type tag → the table its events also fill (besides ``events``).
-_ROW_TABLES: dict[str, _RowTable] = {
-    "pass_outcome": _RowTable(
+def _cols(spec: str) -> tuple[Column, ...]:
+    """``"name:kind name:kind? ..."`` (``?``: nullable) → columns.
+
+    >>> [(c.name, c.kind, c.nullable) for c in _cols("ts:time ack_at:time?")]
+    [('ts', 'time', False), ('ack_at', 'time', True)]
+    """
+    columns = []
+    for item in spec.split():
+        name, kind = item.split(":")
+        columns.append(Column(name, kind.rstrip("?"), kind.endswith("?")))  # type: ignore[arg-type]
+    return tuple(columns)
+
+
+EVENTS = Table("events", _cols("topic:label type:label key:text ts:time? payload:json"))
+#: Every table; the typed ones hold one row per event of their type (besides ``events``).
+TABLES: tuple[Table, ...] = (
+    EVENTS,
+    Table(
         "pass_outcomes",
-        (
-            "ts",
-            "slab_id",
-            "pass_no",
-            "line",
-            "actual_force_kn",
-            "baseline_force_kn",
-            "served_force_kn",
-            "source",
-            "physics_ape",
-            "served_ape",
-            "model_ape",
-            "router_state",
+        _cols(
+            "ts:time slab_id:text pass_no:int line:label actual_force_kn:float "
+            "baseline_force_kn:float served_force_kn:float source:label physics_ape:float "
+            "served_ape:float model_ape:json router_state:label"
         ),
-        frozenset({"model_ape"}),
+        "pass_outcome",
     ),
-    "anomaly_score": _RowTable(
+    Table(
         "anomaly_scores",
-        (
-            "ts",
-            "machine_id",
-            "window_s",
-            "severity",
-            "score",
-            "category",
-            "reason",
-            "triggers",
-            "model_version",
+        _cols(
+            "ts:time machine_id:label window_s:float severity:label score:float "
+            "category:label reason:text triggers:json model_version:label"
         ),
-        frozenset({"triggers"}),
+        "anomaly_score",
     ),
-    "machine_health": _RowTable(
+    Table(
         "machine_health",
-        (
-            "ts",
-            "machine_id",
-            "risk",
-            "risk_level",
-            "health",
-            "time_to_maintenance_h",
-            "explanation",
-            "model_version",
+        _cols(
+            "ts:time machine_id:label risk:float risk_level:label health:float "
+            "time_to_maintenance_h:float? explanation:json model_version:label"
         ),
-        frozenset({"explanation"}),
+        "machine_health",
     ),
-    "alarm": _RowTable(
+    Table(
         "alarms",
-        (
-            "ts",
-            "alarm_id",
-            "machine_id",
-            "alarm_type",
-            "severity",
-            "status",
-            "acknowledged",
-            "transition",
-            "reason",
-            "triggers",
-            "raised_at",
-            "ack_by",
-            "ack_at",
-            "refreshes",
+        _cols(
+            "ts:time alarm_id:text machine_id:label alarm_type:label severity:label "
+            "status:label acknowledged:bool transition:label reason:text triggers:json "
+            "raised_at:time ack_by:label ack_at:time? refreshes:int"
         ),
-        frozenset({"triggers"}),
+        "alarm",
     ),
-}
-#: Columns holding event times (ISO strings in the JSON, cast on insert).
-_TIME_COLUMNS = frozenset({"ts", "raised_at", "ack_at"})
+)
+TABLE_NAMES = frozenset(t.name for t in TABLES)
+_BY_TYPE = {t.event_type: t for t in TABLES if t.event_type}
 
 
-class AnalyticsStore:
-    """A DuckDB file; ``AnalyticsStore(":memory:")`` for tests."""
+class AnalyticsError(RuntimeError):
+    """The analytics store could not do what was asked (server unreachable, a table refused
+    the rows …); the message names the store's URL (password redacted) and the table."""
 
-    def __init__(self, path: str | Path) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.conn = duckdb.connect(str(path))
-        for ddl in _TABLES.values():
-            self.conn.execute(ddl)
+
+class AnalyticsStore(Protocol):
+    """What the sink writes to and readers query: one implementation per backend."""
+
+    #: The store's URL, password redacted (safe to print).
+    url: str
 
     def write_records(self, records: Sequence[Record]) -> int:
-        """Insert each record's event once per rid; returns how many rows were new."""
-        generic: list[tuple[Any, ...]] = []
-        rows: dict[str, list[tuple[Any, ...]]] = {}
-        for record in records:
-            if not record.rid:
-                raise ValueError(
-                    f"record {record.topic}/{record.partition}@{record.offset}: no rid, "
-                    "so it cannot be written idempotently"
-                )
-            payload = msgspec.json.decode(record.value)
-            kind = payload.get("type", "") if isinstance(payload, dict) else ""
-            table = _ROW_TABLES.get(kind)
-            if table is not None:
-                rows.setdefault(kind, []).append(table.row(record.rid, payload))
-            generic.append(
-                (
-                    record.rid,
-                    record.topic,
-                    kind,
-                    (record.key or b"").decode(errors="replace"),
-                    payload.get("ts") if isinstance(payload, dict) else None,
-                    record.value.decode(),
-                )
-            )
-        before = self.count("events")
-        # Bulk inserts through Arrow: DuckDB's executemany goes row by row.
-        if generic:
-            self._insert("events", _EVENT_COLUMNS, generic)
-        for kind, table_rows in rows.items():
-            table = _ROW_TABLES[kind]
-            self._insert(table.name, ("rid", *table.columns), table_rows)
-        return self.count("events") - before
-
-    def _insert(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-        batch = pa.table({c: [row[i] for row in rows] for i, c in enumerate(columns)})
-        self.conn.register("_incoming", batch)
-        try:
-            names = ", ".join(columns)
-            casts = ", ".join(
-                f"CAST({c} AS TIMESTAMPTZ)" if c in _TIME_COLUMNS else c for c in columns
-            )
-            self.conn.execute(
-                f"INSERT OR IGNORE INTO {table} ({names}) SELECT {casts} FROM _incoming"
-            )
-        finally:
-            self.conn.unregister("_incoming")
+        """Write each record's rows once per rid; return how many records were new."""
+        ...
 
     def count(self, table: str) -> int:
-        if table not in _TABLES:
-            raise ValueError(f"table {table!r}: unknown; choose one of {sorted(_TABLES)}")
-        return int(self.conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+        """Rows of ``table``, one per record however often it was written."""
+        ...
 
-    def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        return self.conn.execute(sql, list(params)).fetchall()
+    def query(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
+        """Rows of ``sql`` in the backend's dialect (DuckDB: ``?`` parameters; ClickHouse:
+        ``{name:Type}`` ones), each record counted once."""
+        ...
 
-    def close(self) -> None:
-        self.conn.close()
+    def close(self) -> None: ...
+
+
+def check_table(table: str) -> str:
+    """``table`` if it is one of the store's tables, else a ValueError naming the choices."""
+    if table not in TABLE_NAMES:
+        raise ValueError(f"table {table!r}: unknown; choose one of {sorted(TABLE_NAMES)}")
+    return table
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages and logs).
+
+    >>> redacted("clickhouse://ana:s3cret@ch.plant:8123/wearwatch")
+    'clickhouse://ana:***@ch.plant:8123/wearwatch'
+    >>> redacted("duckdb:///var/analytics.duckdb")
+    'duckdb:///var/analytics.duckdb'
+    """
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.netloc.rsplit('@', 1)[1]}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def open_analytics(url: str) -> AnalyticsStore:
+    """The store at ``url``; a ValueError names a URL no backend takes.
+
+    >>> open_analytics("sqlite:///x.db")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: analytics='sqlite:///x.db': expected duckdb:///path.duckdb, clickhouse://...
+    """
+    if url.startswith("duckdb:///"):
+        from wearwatch.store.analytics_duckdb import DuckDBStore
+
+        path = url.removeprefix("duckdb:///")
+        if not path:
+            raise ValueError(f"analytics={url!r}: no path; expected duckdb:///path.duckdb")
+        return DuckDBStore(path)
+    if url.startswith(("clickhouse://", "chdb:///")):
+        from wearwatch.store.analytics_clickhouse import ClickHouseStore
+
+        return ClickHouseStore.open(url)
+    raise ValueError(
+        f"analytics={redacted(url)!r}: expected duckdb:///path.duckdb, "
+        "clickhouse://[user:password@]host:port/database or chdb:///path"
+    )
+
+
+def table_batches(records: Sequence[Record]) -> dict[str, pa.Table]:
+    """The rows ``records`` add, as one Arrow table per store table (``events`` last, so a
+    record found there has had all its rows written); a rid seen twice counts once.
+
+    Every backend inserts exactly these batches: the rows are built once, here.
+    """
+    events: list[tuple[Any, ...]] = []
+    typed: dict[str, list[tuple[Any, ...]]] = {}
+    seen: set[str] = set()
+    for record in records:
+        if not record.rid:
+            raise ValueError(
+                f"record {record.topic}/{record.partition}@{record.offset}: no rid, "
+                "so it cannot be written idempotently"
+            )
+        if record.rid in seen:
+            continue
+        seen.add(record.rid)
+        payload = msgspec.json.decode(record.value)
+        fields = payload if isinstance(payload, dict) else {}
+        kind = fields.get("type", "")
+        table = _BY_TYPE.get(kind) if isinstance(kind, str) else None
+        if table is not None:
+            typed.setdefault(table.name, []).append(
+                (record.rid, *(fields.get(c.name) for c in table.columns))
+            )
+        events.append(
+            (
+                record.rid,
+                record.topic,
+                kind if isinstance(kind, str) else "",
+                (record.key or b"").decode(errors="replace"),
+                fields.get("ts"),
+                record.value.decode(),
+            )
+        )
+    batches = {t.name: _arrow(t, typed[t.name]) for t in TABLES if t.name in typed}
+    if events:
+        batches[EVENTS.name] = _arrow(EVENTS, events, json_as_is=True)
+    return batches
+
+
+def _arrow(table: Table, rows: list[tuple[Any, ...]], json_as_is: bool = False) -> pa.Table:
+    """Rows → an Arrow table typed by the declaration; a value that does not fit its column is
+    a ValueError naming the table, the column and the value."""
+    arrays = {"rid": pa.array([r[0] for r in rows], pa.string())}
+    for i, column in enumerate(table.columns, start=1):
+        values = [r[i] for r in rows]
+        if column.kind == "json" and not json_as_is:
+            values = [msgspec.json.encode(v).decode() for v in values]
+        try:
+            if column.kind == "time":  # ISO 8601 strings in the JSON, parsed vectorised
+                array = pa.array(values, pa.string()).cast(ARROW_TYPES["time"])
+            else:
+                array = pa.array(values, ARROW_TYPES[column.kind])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"table {table.name} column {column.name}: {_first_bad(values, column)!r} "
+                f"is not a {column.kind} ({exc})"
+            ) from None
+        if not column.nullable and array.null_count:
+            raise ValueError(
+                f"table {table.name} column {column.name}: missing in record "
+                f"{rows[array.to_pylist().index(None)][0]!r}"
+            )
+        arrays[column.name] = array
+    return pa.table(arrays)
+
+
+def _first_bad(values: list[Any], column: Column) -> Any:
+    """The first value Arrow refuses for ``column`` (for the error message)."""
+    for value in values:
+        try:
+            if column.kind == "time":
+                pa.array([value], pa.string()).cast(ARROW_TYPES["time"])
+            else:
+                pa.array([value], ARROW_TYPES[column.kind])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+            return value
+    return values[0] if values else None
 
 
 def sink_topics(
@@ -237,19 +308,20 @@ def sink_topics(
     group: str,
     max_records: int = 2000,
     idle_timeout_s: float = 10.0,
+    stop: threading.Event | None = None,
 ) -> int:
-    """Drain ``topics`` into the store (at-least-once; the rid key makes it exactly-once).
+    """Drain ``topics`` into the store (at-least-once; the rid makes it exactly-once).
 
     Returns once every assigned partition has been read to its end offset, or after
-    ``idle_timeout_s`` without a record (e.g. the group never got an assignment). Positions
-    are committed only after the rows are written, so a crash in between replays records
-    that the store then ignores.
+    ``idle_timeout_s`` without a record (e.g. the group never got an assignment). With ``stop``
+    it follows the topics instead, until ``stop`` is set. Positions are committed only after
+    the rows are written, so a crash in between replays records that the store then ignores.
     """
     consumer = log.consumer(group, list(topics))
     written = 0
     idle_since = time.monotonic()
     try:
-        while True:
+        while stop is None or not stop.is_set():
             records = consumer.poll(max_records, 0.2)
             if records:
                 idle_since = time.monotonic()
@@ -258,8 +330,10 @@ def sink_topics(
                 for record in records:
                     positions[(record.topic, record.partition)] = record.offset + 1
                 consumer.commit(positions)
-                if caught_up(log, consumer, topics):
+                if stop is None and caught_up(log, consumer, topics):
                     break  # everything is written: no wait for an empty poll
+                continue
+            if stop is not None:
                 continue
             if time.monotonic() - idle_since >= idle_timeout_s:
                 break

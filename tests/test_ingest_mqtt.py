@@ -701,6 +701,15 @@ def test_the_subscriber_reconnects_with_backoff_when_the_broker_restarts(tmp_pat
             written(200)
             loop.call_soon_threadsafe(stop.set)
             runner.join(30)
+            # The stop acknowledged everything before disconnecting: the same session,
+            # resumed, has nothing to deliver again.
+            again = MqttSubscriber(
+                IngestGateway(log, GatewayOptions()), TopicMap.load(EXAMPLE_MAP), options
+            )
+            later = asyncio.Event()
+            loop.call_later(1.5, later.set)
+            loop.run_until_complete(again.run(later))
+            assert again.counts.connects == 1 and again.counts.messages == 0
     finally:
         if runner.is_alive():
             loop.call_soon_threadsafe(stop.set)
@@ -715,3 +724,47 @@ def test_the_subscriber_reconnects_with_backoff_when_the_broker_restarts(tmp_pat
     ids = [rid for rid, _ in readings]
     assert len(ids) == len(set(ids)) == 200 and letters == []
     assert sorted(ids) == sorted(rid for _, _, rid, _ in valid_messages()[:200])
+
+
+def test_a_stop_writes_and_acknowledges_the_pending_batch_before_disconnecting(
+    tmp_path: Path, mosquitto: tuple[str, int]
+) -> None:
+    """Messages wait in a batch that only a stop can flush (linger 60 s): the stop writes
+    them, acknowledges them, and the resumed session has nothing to deliver again."""
+    import asyncio
+
+    from wearwatch.ingest.gateway import GatewayOptions, IngestGateway
+    from wearwatch.ingest.mqtt import MqttSubscriber
+
+    host, port = mosquitto
+    log = SqliteLog(tmp_path / "log.db")
+    options = SubscriberOptions(Broker(host, port, False), ("plant/#",), "stop-test")
+    topic_map = TopicMap.load(EXAMPLE_MAP)
+    lines: list[str] = []
+    gateway = IngestGateway(log, GatewayOptions(max_batch=1000, linger_s=60.0))
+    subscriber = MqttSubscriber(gateway, topic_map, options, status=lines.append)
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    runner = threading.Thread(target=loop.run_until_complete, args=(subscriber.run(stop),))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not any("subscribed" in line for line in lines):
+            assert time.monotonic() < deadline and runner.is_alive(), lines
+            time.sleep(0.05)
+        publish(host, port, [(t, p) for t, p, _, _ in valid_messages()[:50]], [])
+        while gateway.pending < 50:
+            assert time.monotonic() < deadline, gateway.pending
+            time.sleep(0.05)
+        assert gateway.counts["written"] == 0 and subscriber.counts.acked == 0
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        runner.join(30)
+    assert gateway.counts["written"] == 50 and subscriber.counts.acked == 50
+
+    again = MqttSubscriber(IngestGateway(log, GatewayOptions()), topic_map, options)
+    later = asyncio.Event()
+    loop.call_later(1.5, later.set)
+    loop.run_until_complete(again.run(later))
+    log.close()
+    assert again.counts.connects == 1 and again.counts.messages == 0

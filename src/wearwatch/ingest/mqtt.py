@@ -207,7 +207,9 @@ class MqttSubscriber:
             self._connection = connection
             self.counts.connects += 1
             options = SubscribeOptions(qos=1, retainHandling=1)  # retained: on first only
-            await client.subscribe([(f, options) for f in self.options.filters])
+            granted = await client.subscribe([(f, options) for f in self.options.filters])
+            for warning in check_granted(self.options.filters, granted):
+                self._report(warning)
             self._report(f"subscribed to {', '.join(self.options.filters)} at {self._where()}")
             await self._receive(connection, stop)
             self.gateway.flush()  # stopping: write and acknowledge before disconnecting
@@ -342,6 +344,26 @@ class MqttSubscriber:
             self._status(line)
 
 
-def counters(subscriber: MqttSubscriber) -> dict[str, Any]:
-    """The subscriber's and gateway's counters, for a final summary."""
-    return {**vars(subscriber.counts), **subscriber.gateway.counts}
+def check_granted(filters: tuple[str, ...], granted: Any) -> list[str]:
+    """Raise if the broker refused a subscription (SUBACK reason ≥ 0x80: not authorised, a
+    bad filter...) — the ingest would wait forever for nothing; return a warning per filter
+    granted only QoS 0 (its messages are neither acknowledged nor redelivered).
+
+    >>> from paho.mqtt.reasoncodes import ReasonCode
+    >>> check_granted(("a/#",), [ReasonCode(PacketTypes.SUBACK, identifier=0)])
+    ["broker granted 'a/#' only QoS 0: its messages can be lost"]
+    >>> check_granted(("a/#",), [ReasonCode(PacketTypes.SUBACK, identifier=0x87)])
+    Traceback (most recent call last):
+    ...
+    ValueError: --topic 'a/#': the broker refused the subscription: Not authorized
+    """
+    warnings = []
+    for topic_filter, code in zip(filters, granted, strict=True):
+        value = getattr(code, "value", code)
+        if value >= 0x80:
+            raise ValueError(
+                f"--topic {topic_filter!r}: the broker refused the subscription: {code}"
+            )
+        if value == 0:
+            warnings.append(f"broker granted {topic_filter!r} only QoS 0: its messages can be lost")
+    return warnings

@@ -472,7 +472,8 @@ def malformed_messages() -> list[tuple[str, bytes]]:
         elif kind == 6:  # no route for this topic (the subscription is plant/#)
             out.append((f"plant/m{i}/vib/status", json.dumps({"v": 1.0, "t": T0}).encode()))
         else:  # an empty machine level: the contract refuses machine_id ''
-            out.append((f"plant//vib/{i}/reading"[:-8] + "reading", json.dumps({"v": i}).encode()))
+            payload = json.dumps({"v": i, "t": T0 + i, "u": "mm/s"}).encode()
+            out.append(("plant//vib/reading", payload))
     return out
 
 

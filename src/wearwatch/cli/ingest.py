@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import typer
 
+from wearwatch.cli.errors import finite
 from wearwatch.ingest.gateway import GatewayOptions
 
 app = typer.Typer(
@@ -25,8 +26,7 @@ MAX_BATCH = typer.Option(
 )
 LINGER_S = typer.Option(
     _DEFAULTS.linger_s,
-    min=0.0,
-    max=3600.0,
+    callback=finite(0.0, 3600.0),  # min/max would let nan through
     help="longest a message waits for its batch, seconds (like Kafka's linger.ms)",
 )
 
@@ -34,3 +34,6 @@ LINGER_S = typer.Option(
 def gateway_options(max_batch: int, linger_s: float) -> GatewayOptions:
     """The gateway's options from the shared flags."""
     return GatewayOptions(max_batch=max_batch, linger_s=linger_s)
+
+
+from wearwatch.cli import ingest_mqtt  # noqa: E402,F401  (registers `ingest mqtt`)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,40 @@ def test_config_show_masks_the_token(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 0
     assert "s3cret" not in result.output
     assert '"api_token": {"value": "***", "source": "env WEARWATCH_API_TOKEN"}' in result.output
+
+
+def test_config_show_masks_cluster_passwords_and_keeps_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "WEARWATCH_KAFKA_CONFIG",
+        '{"security.protocol": "SASL_SSL", "sasl.username": "ww", "sasl.password": "k-pass",'
+        ' "ssl.key.password": "key-pass"}',
+    )
+    monkeypatch.setenv("WEARWATCH_ANALYTICS", "clickhouse://ana:ch-pass@ch.plant:8123/ww")
+    result = CliRunner().invoke(app, ["config", "show", "--json"])
+    assert result.exit_code == 0
+    for secret in ("k-pass", "key-pass", "ch-pass"):
+        assert secret not in result.output
+    shown = json.loads(result.output)
+    assert shown["kafka_config"]["value"] == {
+        "security.protocol": "SASL_SSL",
+        "sasl.username": "ww",
+        "sasl.password": "***",
+        "ssl.key.password": "***",
+    }
+    assert shown["analytics"]["value"] == "clickhouse://ana:***@ch.plant:8123/ww"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("WEARWATCH_ANALYTICS", "mysql://x"), ("WEARWATCH_KAFKA_CONFIG", '["not", "a", "table"]')],
+)
+def test_bad_cluster_settings_name_the_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(app, ["config", "show"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and name.removeprefix("WEARWATCH_").lower() in lines[0]

@@ -34,3 +34,6 @@ LINGER_S = typer.Option(
 def gateway_options(max_batch: int, linger_s: float) -> GatewayOptions:
     """The gateway's options from the shared flags."""
     return GatewayOptions(max_batch=max_batch, linger_s=linger_s)
+
+
+from wearwatch.cli import ingest_opcua  # noqa: E402, F401  (registers `ingest opcua`)

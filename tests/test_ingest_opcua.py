@@ -455,7 +455,7 @@ def test_data_value_mapping_without_a_server() -> None:
 
     from wearwatch.bus.memory import MemoryLog
     from wearwatch.ingest.gateway import GatewayOptions, IngestGateway
-    from wearwatch.ingest.opcua import Mapping, OpcuaIngest, OpcuaOptions, canonical_bytes
+    from wearwatch.ingest.opcua import MappedNode, OpcuaIngest, OpcuaOptions, canonical_bytes
     from wearwatch.ingest.opcua_nodes import NodeEntry, NodesFile
 
     log = MemoryLog()
@@ -463,7 +463,7 @@ def test_data_value_mapping_without_a_server() -> None:
     entry = NodeEntry(node="ns=2;s=P.T", machine_id="p", sensor="t", scale=1e299)
     ingest = OpcuaIngest(gateway, NodesFile(nodes=(entry,)), OpcuaOptions("opc.tcp://h:1"))
     node = ua.NodeId("P.T", 2)
-    ingest.mapped = {node: Mapping(entry, "opcua:ns=2;s=P.T", "K")}
+    ingest.mapped = {node: MappedNode(entry, "opcua:ns=2;s=P.T", "K")}
     t = datetime(2026, 1, 1, tzinfo=UTC)
 
     def dv(value: object, kind: ua.VariantType, status: int = 0, **ts: datetime) -> ua.DataValue:

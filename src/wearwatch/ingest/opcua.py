@@ -74,6 +74,8 @@ log = logging.getLogger(__name__)
 SECURITY_MODES = ("None", "Basic256Sha256,Sign", "Basic256Sha256,SignAndEncrypt")
 #: The OPC UA Overflow info bit (InfoType DataValue | Overflow): the server's queue dropped values.
 _OVERFLOW_BITS = 0x0480
+#: How long the server keeps a session the client went silent on, milliseconds.
+SESSION_TIMEOUT_MS = 60_000
 _ENCODE = msgspec.json.Encoder(order="sorted")
 _NUMBERS = (int, float)
 
@@ -146,7 +148,7 @@ def canonical_bytes(node: str, value: ua.DataValue) -> bytes:
 
 
 @dataclass
-class Mapping:
+class MappedNode:
     """The resolved mapping of one subscribed node (its unit read from the server if unset)."""
 
     entry: NodeEntry
@@ -190,7 +192,7 @@ class OpcuaIngest:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         #: The nodes of the current session, by NodeId (resolved at every connect).
-        self.mapped: dict[ua.NodeId, Mapping] = {}
+        self.mapped: dict[ua.NodeId, MappedNode] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -244,6 +246,9 @@ class OpcuaIngest:
             timeout=self.options.timeout_s,
             watchdog_intervall=self.options.watchdog_s,
         )
+        # Each connection opens a new session (none is resumed), so a session the server keeps
+        # after a crash only queues for nobody: let it expire after a minute, not an hour.
+        client.session_timeout = SESSION_TIMEOUT_MS
         await self._secure(client)
         lost = asyncio.Event()
 
@@ -287,7 +292,7 @@ class OpcuaIngest:
                 f"{self.options.security},{self.options.cert},{self.options.key}"
             )
 
-    async def _resolve(self, client: Client) -> dict[ua.NodeId, Mapping]:
+    async def _resolve(self, client: Client) -> dict[ua.NodeId, MappedNode]:
         """The nodes to subscribe: the explicit entries, then every browsed variable not
         already mapped; units from EngineeringUnits where the entry has none."""
         entries = list(self.nodes.nodes)
@@ -300,13 +305,13 @@ class OpcuaIngest:
             check_unique(entries, "nodes file (after browsing)")
         except NodesFileError as exc:
             raise ValueError(str(exc)) from None
-        mapped: dict[ua.NodeId, Mapping] = {}
+        mapped: dict[ua.NodeId, MappedNode] = {}
         for entry in entries:
             node_id = parse_node_id(entry.node)
             unit = entry.unit
             if unit is None:
                 unit = await _engineering_units(client.get_node(node_id))
-            mapped[node_id] = Mapping(entry, f"opcua:{node_id.to_string()}", unit)
+            mapped[node_id] = MappedNode(entry, f"opcua:{node_id.to_string()}", unit)
         return mapped
 
     async def _monitor(self, subscription: Any) -> None:

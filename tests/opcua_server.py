@@ -145,4 +145,8 @@ class OpcServer:
                 self._nodes[node_id.to_string()] = node_id
         for node, value, status in schedule(0, self.machines):
             await server.write_attribute_value(self._nodes[node], datavalue(value, status, 0))
+        # History of every change from step 0 on (period None: the schedule's times are past).
+        await server.historize_node_data_change(
+            [server.get_node(n) for n in self._nodes.values()], period=None
+        )
         await server.start()

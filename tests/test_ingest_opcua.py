@@ -289,13 +289,16 @@ def test_every_change_once_with_source_timestamps(
     assert counts["gateway"]["dead_letters"] == len(letters)
 
 
-def test_kill_and_restart_keeps_what_is_guaranteed(
-    tmp_path: Path, server: Any, nodes_file: Path
-) -> None:
-    """SIGKILL mid-stream, restart: nothing twice; everything changed while connected is
-    there; the current value of every node at the restart is there. (What changed while the
-    client was down, before the last value, is lost: OPC UA queues are not durable.)"""
-    ingest = Ingest(tmp_path, server, nodes_file)
+@pytest.mark.parametrize("history", [False, True], ids=["subscription", "history"])
+def test_kill_and_restart(tmp_path: Path, server: Any, nodes_file: Path, history: bool) -> None:
+    """SIGKILL mid-stream, 60 steps written while the ingest is down, restart.
+
+    Without --history: nothing twice; everything changed while connected is there; the
+    current value of every node at the restart is there (what changed while the client was
+    down, before the last value, is lost: OPC UA queues are not durable). With --history
+    (the server historizes every node): every change exactly once, as if never killed.
+    """
+    ingest = Ingest(tmp_path, server, nodes_file, *(["--history"] if history else []))
     log_path = tmp_path / "log.db"
     s0 = server.step
     ingest.start()
@@ -313,11 +316,19 @@ def test_kill_and_restart_keeps_what_is_guaranteed(
         after = writes(server.run(s0 + 180))
         want_ids = set(expected(at_restart + after)[0])
         wait_for(has_readings(log_path, want_ids), "the restart's values and 60 steps more")
-        ingest.stop()
+        counts = ingest.stop()
     finally:
         ingest.kill()
     rows, letters = logged(log_path)
     everything, all_letters = expected(current(s0) + writes(range(s0 + 1, s0 + 181)))
+    by_origin = letters_by_origin(letters)
+    if history:
+        assert_exactly(rows, everything)
+        assert {k: sorted(v) for k, v in by_origin.items()} == {
+            k: sorted(v) for k, v in all_letters.items()
+        }
+        assert counts["opcua"]["history_values"] > 0 == counts["opcua"]["history_errors"]
+        return
     ids = Counter(r[:3] for r in rows)
     assert [i for i, n in ids.items() if n > 1] == []
     assert set(ids) <= set(everything)  # nothing invented
@@ -325,12 +336,12 @@ def test_kill_and_restart_keeps_what_is_guaranteed(
     assert set(guaranteed) <= set(ids)
     for rid, value, unit in ((r[:3], r[3], r[4]) for r in rows):
         assert (pytest.approx(value, rel=1e-12), unit) == everything[rid]
-    by_origin = letters_by_origin(letters)
     assert all(len(v) == len(set(v)) for v in by_origin.values())  # no dead letter twice
     for origin, stamps in by_origin.items():
         assert set(stamps) <= all_letters[origin]
     for origin, stamps in guaranteed_letters.items():
         assert stamps <= set(by_origin[origin]), origin
+    assert counts["opcua"]["history_values"] == 0
 
 
 def test_reconnects_with_backoff_when_the_server_restarts(

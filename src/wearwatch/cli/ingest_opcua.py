@@ -66,13 +66,21 @@ def opcua_cmd(
         Path | None, typer.Option("--cert", help="client certificate (PEM or DER)")
     ] = None,
     key: Annotated[Path | None, typer.Option("--key", help="client private key (PEM)")] = None,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history",
+            help="after every (re)connect, read what each node recorded since its latest "
+            "reading in the log (OPC UA HistoryRead; the server must historize the nodes)",
+        ),
+    ] = False,
 ) -> None:
     """Subscribe to the mapped variables of an OPC UA server and write every data change as
     a reading (its source timestamp kept), batched, deduplicated by (machine, sensor,
     timestamp); bad status, non-numbers and NaN become dead letters. Reconnects with backoff
     and reads every node's current value after each connect. Changes made while the client is
-    down are not recovered (OPC UA queues are not durable). Stops cleanly on SIGTERM/Ctrl-C
-    and prints its counters as one JSON line."""
+    down are lost (OPC UA queues are not durable) unless --history reads them back. Stops
+    cleanly on SIGTERM/Ctrl-C and prints its counters as one JSON line."""
     import asyncio
 
     from wearwatch.config import get_settings
@@ -100,6 +108,7 @@ def opcua_cmd(
         security=security,
         cert=cert,
         key=key,
+        history=history,
     )
     mapping = load_nodes(nodes)
     gw_options = gateway_options(max_batch, linger_s)

@@ -34,9 +34,15 @@ queue is not durable and is gone with the client's session. So:
   once (by reading id) once the gateway flushes (``max_batch`` or ``linger_s``);
 - after any restart or reconnect, the current value of every node is written (once);
 - values that changed *and changed again* while the client was down (crash, network, server
-  restart) are lost — only the latest survives — unless the server keeps history (OPC UA
-  HistoryRead; not read here). A data change received but not yet flushed when the process is
-  killed is lost the same way (its successor or the re-read covers the node's current value);
+  restart) are lost — only the latest survives — and so is a data change received but not yet
+  flushed when the process is killed (its successor or the re-read covers the node's current
+  value);
+- **with** ``history`` (the server historizes the nodes): after every (re)connect each node's
+  values after its latest reading in the log are read back (HistoryRead) and written, so
+  nothing is lost and nothing written twice — ``IngestGateway.latest`` knows that time for every
+  sensor written since start or found in the tail it read back on start; a node with no
+  reading there gets only its current value. A Bad value re-read from history is deduplicated
+  by its dead-letter id (origin, bytes) like any other;
 - the server's queue overflowing (changes faster than ``queue_size`` per publishing interval)
   drops the oldest; the OPC UA Overflow bit is counted in ``overflows``.
 
@@ -52,7 +58,7 @@ import math
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +107,9 @@ class OpcuaOptions:
     security: str = "None"
     cert: Path | None = None
     key: Path | None = None
+    #: After every (re)connect, read each node's history after its latest reading in the log
+    #: (OPC UA HistoryRead), so what changed while the client was down is written too.
+    history: bool = False
 
     def __post_init__(self) -> None:
         if not self.endpoint.startswith("opc.tcp://"):
@@ -165,7 +174,7 @@ class OpcuaIngest:
     options: OpcuaOptions
     #: ``connects``, ``reconnect_waits``, ``data_changes``, ``reads``, ``server_ts_fallback``,
     #: ``bad_status``, ``not_numeric``, ``not_finite``, ``no_timestamp``, ``overflows``,
-    #: ``missing_nodes``.
+    #: ``missing_nodes``, ``history_values``, ``history_errors``.
     counts: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
             (
@@ -180,6 +189,8 @@ class OpcuaIngest:
                 "no_timestamp",
                 "overflows",
                 "missing_nodes",
+                "history_values",
+                "history_errors",
             ),
             0,
         )
@@ -262,8 +273,16 @@ class OpcuaIngest:
         try:
             self.counts["connects"] += 1
             self.mapped = await self._resolve(client)
+            # Where each node's history starts: taken before the subscription exists, since
+            # its first notifications (the current values) may be flushed during the read.
+            starts = {
+                node_id: self.gateway.latest(m.entry.machine_id, m.entry.sensor)
+                for node_id, m in self.mapped.items()
+            }
             subscription = await client.create_subscription(self.options.interval_ms, self)
             await self._monitor(subscription)
+            if self.options.history:
+                await self._read_history(client, starts)
             await self._read_current(client)
             if self.on_subscribed is not None:
                 self.on_subscribed(len(self.mapped))
@@ -338,6 +357,24 @@ class OpcuaIngest:
             if isinstance(result, ua.StatusCode):  # a failure: the node is not there (yet)
                 self.counts["missing_nodes"] += 1
                 log.error("opcua: cannot subscribe %s: %s", node_id.to_string(), result.name)
+
+    async def _read_history(self, client: Client, starts: dict[ua.NodeId, datetime | None]) -> None:
+        """Every node's values after the latest reading of it in the log (HistoryRead), in
+        time order. A node with no reading in the log (or in the tail the gateway read back)
+        gets no history read: only its current value, since its start is not known."""
+        for node_id, latest in starts.items():
+            if latest is None:
+                continue
+            start = latest + timedelta(microseconds=1)
+            try:
+                values = await client.get_node(node_id).read_raw_history(start, return_bounds=False)
+            except ua.UaStatusCodeError as exc:
+                self.counts["history_errors"] += 1
+                log.warning("opcua: no history of %s: %s", node_id.to_string(), _describe(exc))
+                continue
+            for value in values:
+                self.counts["history_values"] += 1
+                self.offer(node_id, value)
 
     async def _read_current(self, client: Client) -> None:
         """Every node's current value, once: nothing stays missing after a (re)connect."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import typer
 
+from wearwatch.cli.errors import finite
 from wearwatch.ingest.gateway import GatewayOptions
 
 app = typer.Typer(
@@ -25,9 +26,8 @@ MAX_BATCH = typer.Option(
 )
 LINGER_S = typer.Option(
     _DEFAULTS.linger_s,
-    min=0.0,
-    max=3600.0,
-    help="longest a message waits for its batch, seconds (like Kafka's linger.ms)",
+    callback=finite(0.0, 3600.0),  # not min/max: they let nan through
+    help="longest a message waits for its batch, 0 to 3600 seconds (like Kafka's linger.ms)",
 )
 
 

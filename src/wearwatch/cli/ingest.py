@@ -26,8 +26,8 @@ MAX_BATCH = typer.Option(
 )
 LINGER_S = typer.Option(
     _DEFAULTS.linger_s,
-    callback=finite(0.0, 3600.0),  # min/max would let nan through
-    help="longest a message waits for its batch, seconds (like Kafka's linger.ms)",
+    callback=finite(0.0, 3600.0),  # not min/max: they let nan through
+    help="longest a message waits for its batch, 0 to 3600 seconds (like Kafka's linger.ms)",
 )
 
 
@@ -36,4 +36,4 @@ def gateway_options(max_batch: int, linger_s: float) -> GatewayOptions:
     return GatewayOptions(max_batch=max_batch, linger_s=linger_s)
 
 
-from wearwatch.cli import ingest_mqtt  # noqa: E402,F401  (registers `ingest mqtt`)
+from wearwatch.cli import ingest_mqtt, ingest_opcua  # noqa: E402, F401  (register the commands)

@@ -53,7 +53,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
@@ -79,6 +79,7 @@ ReadingId = tuple[str, str, int]
 LetterId = tuple[str, str]
 
 _ENCODE = msgspec.json.Encoder()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,8 @@ class IngestGateway:
                 log.create_topic(name)
         self._partitions = log.partitions(topic)
         self._written_readings = _Remembered(self.options.max_ids)
+        #: The latest time (µs) written per (machine_id, sensor), from the recovered tail on.
+        self._latest: dict[tuple[str, str], int] = {}
         self._written_letters = _Remembered(self.options.max_ids)
         self._readings: list[Reading] = []
         self._reading_ids: set[ReadingId] = set()
@@ -289,7 +292,7 @@ class IngestGateway:
         self.log.produce(records)
         self.log.flush()
         for rid in self._reading_ids:
-            self._written_readings.add(rid)
+            self._remember_reading(rid)
         for lid in self._letter_ids:
             self._written_letters.add(lid)
         self.counts["written"] += len(self._readings)
@@ -303,7 +306,28 @@ class IngestGateway:
             ack()
         return done
 
+    def latest(self, machine_id: str, sensor: str) -> datetime | None:
+        """The latest time of a reading of ``(machine_id, sensor)`` known to be in the log
+        (written since start, or in the tail read back on start); ``None``: none known. An
+        adapter whose source keeps history (OPC UA HistoryRead) reads back what came after
+        it, so nothing after it is missing and nothing before it is written twice.
+
+        >>> from wearwatch.bus.memory import MemoryLog
+        >>> gw = IngestGateway(MemoryLog())
+        >>> _ = gw.offer({"machine_id": "p7", "sensor": "vib", "value": 1.0, "ts": 2.5}, b"", "o")
+        >>> gw.latest("p7", "vib"), gw.flush(), gw.latest("p7", "vib").timestamp()
+        (None, 1, 2.5)
+        """
+        micros = self._latest.get((machine_id, sensor))
+        return None if micros is None else _EPOCH + timedelta(microseconds=micros)
+
     # -- internals -----------------------------------------------------------------------------
+
+    def _remember_reading(self, rid: ReadingId) -> None:
+        self._written_readings.add(rid)
+        key = (rid[0], rid[1])
+        if rid[2] > self._latest.get(key, -(2**63)):
+            self._latest[key] = rid[2]
 
     def _queue_ack(self, ack: Ack | None) -> None:
         if self._oldest is None:
@@ -348,11 +372,11 @@ class IngestGateway:
                     strict=True,
                 )
                 for rid in ids:
-                    self._written_readings.add(rid)
+                    self._remember_reading(rid)
                     found += 1
             else:
                 for reading in decode_record(record.value, Reading).events:
-                    self._written_readings.add(reading_id(reading))
+                    self._remember_reading(reading_id(reading))
                     found += 1
         return found
 

@@ -63,10 +63,12 @@ from typing import Any
 import numpy as np
 
 from wearwatch import topics
-from wearwatch.benchmarks.fleet import WARMUP_S, _twin, fit_models
+from wearwatch.benchmarks.fleet import WARMUP_S, fit_models
 from wearwatch.bus.base import OutRecord, read_all
 from wearwatch.bus.kafka import KafkaLog
 from wearwatch.columnar import pack_columns
+from wearwatch.pipelines.fleet.evaluate import fleet_config
+from wearwatch.twin.fleet.simulation import FleetTwin
 
 #: How often the group's committed offsets are sampled.
 SAMPLE_S = 0.1
@@ -79,7 +81,9 @@ OUTPUTS = {
     "health_topic": "health",
     "alarms_topic": "alarms",
 }
-#: The workers' settings: as ``wearwatch bench fleet`` runs the flow.
+#: The workers' settings: the watermark delay of ``wearwatch bench fleet``; checkpoints twice a
+#: second, so the committed offsets the rates are read from move in small steps; 16 records
+#: (160,000 readings) a poll.
 WORKER_ENV = {
     "WEARWATCH_WATERMARK_DELAY_S": "1.0",
     "WEARWATCH_CHECKPOINT_INTERVAL_S": "0.5",
@@ -123,7 +127,7 @@ def scale_records(
 ) -> tuple[list[OutRecord], list[OutRecord]]:
     """The warm-up records (the first ``WARMUP_S`` of event time) and the measured ones
     (``minutes`` more), each partition's in event-time order, ``rows_per_record`` a record."""
-    twin = _twin(machines, sensor_hz, seed)
+    twin = FleetTwin(fleet_config(1.0 / sensor_hz), machines, seed)
     warm, _ = twin.step(round(WARMUP_S * sensor_hz))
     cols, _ = twin.step(round(minutes * 60 * sensor_hz))
     return (
@@ -404,7 +408,9 @@ class ScaleBench:
                         victim.proc.send_signal(signal.SIGKILL)
                         victim.proc.wait()
                         pids.pop(victim.name)
-                        kill_sample = Sample(time.perf_counter(), committed, {})
+                        # Its last commits, read after its death: progress past them is the
+                        # survivor's.
+                        kill_sample = Sample(time.perf_counter(), probe.committed(), {})
                     time.sleep(SAMPLE_S)
                 survivor = next(w for w in reversed(procs) if not w.killed)
                 # The progress line after the last checkpoint: ask for it by stopping.
@@ -556,7 +562,7 @@ def run_scale_benchmark(
             runs["2"].append(bench.run(data, 2))
             on_step(f"{tag} 2 workers, one SIGKILLed half-way…")
             runs["kill"].append(bench.run(data, 2, kill=True))
-    return _report(data, raw, runs, prefill_s, locals_=dict(
+    return _report(data, raw, runs, prefill_s, setup=dict(
         url=url if bootstrap else "tansu (started by the bench)", machines=machines,
         partitions=partitions, minutes=minutes, sensor_hz=sensor_hz, repeats=repeats,
         trained=trained, broker_measured=broker_pid is not None,
@@ -568,7 +574,7 @@ def _report(
     raw: list[float],
     runs: dict[str, list[RunResult]],
     prefill_s: float,
-    locals_: dict[str, Any],
+    setup: dict[str, Any],
 ) -> dict[str, Any]:
     one = round(_median([r.readings_per_s for r in runs["1"]]))
     two = round(_median([r.readings_per_s for r in runs["2"]]))
@@ -634,7 +640,7 @@ def _report(
             str(p): int(r.sum()) for p, r in data.readings_per_record.items()
         },
         "prefill_s": round(prefill_s, 2),
-        **locals_,
+        **setup,
         "pipeline": "wearwatch worker fleet (decode, 5 s and 30 s windows, feature vectors, "
         "anomaly scoring, risk, health, alarms), one process per worker, one consumer group",
         "python": platform.python_version(),

@@ -19,7 +19,7 @@ from wearwatch.benchmarks.scale import WORKER_ENV, scale_records
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-MACHINES, MINUTES, SENSOR_HZ, PARTITIONS, ROWS, SEED = 12, 4.0, 10.0, 4, 500, 7
+MACHINES, MINUTES, SENSOR_HZ, PARTITIONS, ROWS, SEED = 12, 8.0, 100.0, 4, 2000, 7
 WINDOWS_S, GRACE_S = (5.0, 30.0), 2.0
 
 

@@ -206,6 +206,25 @@ def _error_text(exc: KafkaException) -> str:
     return err.str() if isinstance(err, KafkaError) else str(exc)
 
 
+def new_client(kind: type[Any], conf: dict[str, Any]) -> Any:
+    """``kind(conf)`` (an admin client, producer or consumer); librdkafka's refusal of the
+    configuration — an invalid value, a conflict, a missing CA file, in settings passed through
+    as ``client_config`` — as a :class:`KafkaLogError` with librdkafka's own words, which name
+    the property.
+
+    >>> try:
+    ...     new_client(Producer, {"security.protocol": "bogus"})
+    ... except KafkaLogError as exc:
+    ...     print(exc)
+    Kafka client configuration refused: Invalid value "bogus" for configuration property \
+"security.protocol"
+    """
+    try:
+        return kind(conf)
+    except KafkaException as exc:
+        raise KafkaLogError(f"Kafka client configuration refused: {_error_text(exc)}") from None
+
+
 def _raise_if_real(err: KafkaError, what: str) -> None:
     """Raise ``err`` unless it is end-of-partition, unknown-topic, or transient."""
     if err.code() in _BENIGN:
@@ -239,7 +258,7 @@ class KafkaLog:
         self.retention_s = retention_s
         # Extra librdkafka properties for every client (security settings and such).
         self._extra = dict(client_config or {})
-        self._admin = AdminClient(self._config({"allow.auto.create.topics": False}))
+        self._admin = new_client(AdminClient, self._config({"allow.auto.create.topics": False}))
         self._producer: Producer | None = None
         self._delivery_errors: list[str] = []
         self._partitions: dict[str, int] = {}
@@ -361,7 +380,8 @@ class KafkaLog:
     def _get_producer(self) -> Producer:
         with self._lock:
             if self._producer is None:
-                self._producer = Producer(
+                self._producer = new_client(
+                    Producer,
                     self._config(
                         {
                             "acks": "all",
@@ -371,7 +391,7 @@ class KafkaLog:
                             "compression.type": "none",
                             "message.timeout.ms": 60000,
                         }
-                    )
+                    ),
                 )
             return self._producer
 
@@ -445,7 +465,8 @@ class KafkaLog:
 
     def _get_reader(self) -> Consumer:
         if self._reader is None:
-            self._reader = Consumer(
+            self._reader = new_client(
+                Consumer,
                 self._config(
                     {
                         # never joins nor commits: used with assign() only
@@ -457,7 +478,7 @@ class KafkaLog:
                         # short fetch waits: a re-assign waits for the in-flight fetch
                         "fetch.wait.max.ms": 20,
                     }
-                )
+                ),
             )
         return self._reader
 
@@ -628,7 +649,7 @@ class KafkaGroupConsumer:
         self._next_probe_s = 0.0
         self._reached: dict[TopicPartition, int] = {}  # highest offset read + 1, ever
         self._next_truncation_check_s = 0.0
-        self._consumer = Consumer(conf)
+        self._consumer = new_client(Consumer, conf)
         self._consumer.subscribe(
             self.topics,
             on_assign=self._handle_assign,

@@ -97,6 +97,63 @@ def fleet(
     _print(result, as_json, "wearwatch fleet benchmark (medians)")
 
 
+@app.command("scale")
+def scale(
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    bootstrap: str | None = typer.Option(
+        None,
+        "--bootstrap",
+        help="kafka://host:port[,host:port] of a cluster (default: a tansu broker started for "
+        "the bench); its clients get WEARWATCH_KAFKA_CONFIG",
+    ),
+    machines: int = typer.Option(50, min=1, max=10_000, help="machines in the fleet"),
+    partitions: int = typer.Option(4, min=2, max=256, help="partitions of the input topic"),
+    minutes: float = typer.Option(
+        5.0, callback=finite(0.1, 1440.0), help="minutes of event time after the warm-up"
+    ),
+    repeats: int = typer.Option(3, min=1, max=9, help="runs of each measurement (medians)"),
+    sensor_hz: float = typer.Option(
+        100.0, callback=finite(0.1, 1000.0), help="sample rate of every sensor (event time)"
+    ),
+    trained: bool = typer.Option(
+        True, help="fitted detectors and risk model (--no-trained: hard-limit rules only)"
+    ),
+    rows_per_record: int = typer.Option(
+        10_000, min=100, max=50_000, help="readings per columnar (Arrow) record"
+    ),
+) -> None:
+    """The fleet pipeline on Kafka with 1 and 2 worker processes (readings/s and their ratio,
+    against one consumer's raw read of the same bytes), and failover: one of 2 workers
+    SIGKILLed half-way (time until its partitions resume, drain time with and without the
+    kill, exactly-once outputs by record id)."""
+    from wearwatch.benchmarks.broker import BrokerUnavailable
+    from wearwatch.benchmarks.scale import run_scale_benchmark
+    from wearwatch.cli.errors import fail
+    from wearwatch.config import get_settings
+
+    if bootstrap is not None and not bootstrap.startswith("kafka://"):
+        fail(f"--bootstrap {bootstrap!r}: expected kafka://host:port[,host:port...]")
+    settings = get_settings()
+    with Console(stderr=True).status("preparing…") as status:
+        try:
+            result = run_scale_benchmark(
+                bootstrap,
+                machines=machines,
+                partitions=partitions,
+                minutes=minutes,
+                repeats=repeats,
+                sensor_hz=sensor_hz,
+                seed=settings.seed,
+                trained=trained,
+                rows_per_record=rows_per_record,
+                client_config=settings.kafka_config,
+                on_step=status.update,
+            )
+        except BrokerUnavailable as exc:
+            fail(str(exc))
+    _print(result, as_json, "wearwatch scale-out benchmark on Kafka (medians)")
+
+
 @app.command("api")
 def api(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),

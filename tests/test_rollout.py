@@ -235,7 +235,7 @@ def test_promote_gate_rule() -> None:
     worse = gate.verdict(c(0.1, 0.1011, 100))
     assert not worse.ok
     assert "Brier 0.1011 vs 0.1000 on 100 predictions" in worse.reason
-    assert "--force" in worse.reason
+    assert worse.reason.endswith("force it to promote anyway")  # each caller names how
     few = gate.verdict(c(0.1, 0.05, 99))
     assert not few.ok and "only 99 live predictions" in few.reason
 
@@ -407,6 +407,33 @@ def _cli(*args: str) -> Any:
     return CliRunner().invoke(app, list(args))
 
 
+def _api_promote(data_dir: Path, body: dict[str, Any]) -> tuple[int, str]:
+    """``POST /models/risk/promote`` on an API over ``data_dir``: status and detail."""
+    from fastapi.testclient import TestClient
+
+    from wearwatch.api.app import create_app
+    from wearwatch.api.platform import Platform, PlatformConfig
+
+    config = PlatformConfig(
+        bus_url=f"sqlite:///{data_dir / 'log.db'}",
+        data_dir=data_dir,
+        registry_dir=data_dir / "models",
+        token="rollout-test-token",
+        status_dir=data_dir / "status",
+    )
+    platform = Platform(config)
+    try:
+        with TestClient(create_app(platform, dashboard=False)) as client:
+            response = client.post(
+                "/models/risk/promote",
+                json=body,
+                headers={"Authorization": "Bearer rollout-test-token"},
+            )
+    finally:
+        platform.close()
+    return response.status_code, response.json().get("detail", "")
+
+
 def _check_pairs(health: list[MachineHealth], scores: list[ModelScore], mode: str) -> None:
     """Every health window has exactly one score per version; the served one is the value
     and the version the health output carries."""
@@ -445,6 +472,7 @@ def test_shadow_of_a_worse_model_never_serves_and_promote_refuses_it(
     shown = _cli("models", "compare", "risk", "--json")
     assert shown.exit_code == 0, shown.output
     figures = json.loads(shown.stdout)
+    print(shown.stdout)  # the README quotes it: pytest tests/test_rollout.py -k shadow -s
     current, candidate = figures["current"], figures["candidate"]
     want = compare(scores, setup.truth, CURRENT, CANDIDATE)
     assert (current["brier"], candidate["brier"]) == (want.current.brier, want.candidate.brier)
@@ -457,6 +485,12 @@ def test_shadow_of_a_worse_model_never_serves_and_promote_refuses_it(
     line = refused.output.strip()
     assert "\n" not in line and "--force" in line
     assert f"Brier {candidate['brier']:.4f} vs {current['brier']:.4f}" in line
+    assert reg.current_version("risk") == 1 and reg.rollout("risk") is not None
+    # The API applies the same gate: 409 naming both figures, nothing changed.
+    status, detail = _api_promote(data_dir, {"version": 2})
+    assert status == 409, detail
+    assert f"Brier {candidate['brier']:.4f} vs {current['brier']:.4f}" in detail
+    assert '"force": true' in detail
     assert reg.current_version("risk") == 1 and reg.rollout("risk") is not None
 
     forced = _cli("models", "promote", "risk", "2", "--force")

@@ -14,6 +14,7 @@ from wearwatch.api import openapi as doc
 from wearwatch.api.auth import require_token
 from wearwatch.api.errors import invalid
 from wearwatch.api.platform import Platform
+from wearwatch.pipelines.fleet.live_metrics import promotion_verdict
 from wearwatch.store.registry import (
     ModelVersion,
     RegistryError,
@@ -46,9 +47,15 @@ _SERVED_EXAMPLE = {"served": {"anomaly": "anomaly@v0002"}, "current": 2}
 class PromoteRequest(BaseModel):
     """The version to make current: ``3``, ``"3"``, ``"v3"`` or ``"v0003"``."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"version": 2}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"version": 2}, {"version": "v0004", "force": True}]},
+    )
 
     version: int | str = Field(description='the version: 3, "3", "v3" or "v0003"')
+    force: bool = Field(
+        False, description="promote even if the candidate's live metrics are worse (recorded)"
+    )
 
 
 def _version(mv: ModelVersion) -> doc.VersionInfo:
@@ -138,7 +145,9 @@ def routes(platform: Platform) -> APIRouter:
         summary="Make a version current",
         description="Pushes `version` on the family's pointer (rollback pops it) and reloads "
         "the family in this API. Workers pick the new version up on restart (`wearwatch up` "
-        "restarts them).",
+        "restarts them). A candidate with live predictions (or the running rollout's) must not "
+        "be worse than the current version on the same events (Brier ≤ current × 1.01 on ≥ 100 "
+        "scored predictions): otherwise 409, unless `force` (recorded in the history).",
         response_class=Response,
         dependencies=[Depends(require_token)],
         responses={
@@ -147,9 +156,9 @@ def routes(platform: Platform) -> APIRouter:
             **doc.not_found("family or version", "model 'anomaly' has no version v0009"),
             **doc.UNPROCESSABLE,
             409: doc.problem(
-                "A rollout of another version is running",
-                "model 'risk': a rollout of v0004 (shadow) is running; promote it or abort it "
-                "first (wearwatch models rollout risk --abort)",
+                "A rollout of another version is running, or the candidate is worse live",
+                "risk@v0004 is worse live than risk@v0003: Brier 0.6410 vs 0.1564 on 812 "
+                'predictions (allowed ≤ 0.1580); force it to promote anyway ("force": true)',
             ),
         },
     )
@@ -159,7 +168,12 @@ def routes(platform: Platform) -> APIRouter:
         except UnknownVersion as exc:
             raise invalid("body", "version", str(exc), body.version) from None
         try:
-            mv = registry.promote(family, number)
+            registry.show(family, number)  # UnknownFamily / UnknownVersion: 404
+            verdict = promotion_verdict(platform.log, registry, family, number)
+            forced = verdict is not None and not verdict.ok
+            if forced and not body.force:
+                raise HTTPException(409, detail=f'{verdict.reason} ("force": true)')
+            mv = registry.promote(family, number, forced=forced)
         except UnknownVersion as exc:
             raise HTTPException(404, detail=str(exc)) from None
         except RolloutError as exc:

@@ -9,6 +9,8 @@ with neither is promoted as before (the warm-up and ``train`` register fresh mod
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -122,34 +124,24 @@ def show(
 ROLLOUT_FAMILIES = ("risk",)
 
 
-def _live(family: str) -> tuple[list[Any], list[Any]]:
-    """The log's model scores of ``family`` and its maintenance ground truth."""
+def _comparison(registry: Any, family: str, candidate: int) -> Any:
+    """The live comparison of ``candidate`` with the current version, from the configured log."""
+    from wearwatch.pipelines.fleet.live_metrics import live_comparison
+
+    with _configured_log() as log:
+        return live_comparison(log, registry, family, candidate)
+
+
+@contextmanager
+def _configured_log() -> Iterator[Any]:
     from wearwatch.config import get_settings
-    from wearwatch.learn.risk.truth import read_maintenance_topic
-    from wearwatch.pipelines.fleet.live_metrics import read_model_scores
-    from wearwatch.topics import MAINTENANCE
     from wearwatch.wiring import open_configured_log
 
     log = open_configured_log(get_settings())
     try:
-        scores = [s for s in read_model_scores(log) if s.family == family]
-        truth = read_maintenance_topic(log) if MAINTENANCE.name in log.topics() else []
+        yield log
     finally:
         log.close()
-    return scores, truth
-
-
-def _comparison(registry: Any, family: str, candidate: int) -> Any:
-    from wearwatch.pipelines.fleet.live_metrics import compare
-    from wearwatch.store.registry import RegistryError, version_tag
-
-    current = registry.current_version(family)
-    if current is None:
-        raise RegistryError(f"model {family!r} has no current version to compare with")
-    scores, truth = _live(family)
-    return compare(
-        scores, truth, f"{family}@{version_tag(current)}", f"{family}@{version_tag(candidate)}"
-    )
 
 
 @app.command("promote")
@@ -163,27 +155,21 @@ def promote(
     """Make a version current (after verifying its checksum). A candidate with live
     predictions (or the running rollout's) must not be worse than the current version on the
     same events: Brier ≤ current × 1.01 on ≥ 100 scored predictions, unless --force."""
-    from wearwatch.pipelines.fleet.live_metrics import PromoteGate
+    from wearwatch.pipelines.fleet.live_metrics import promotion_verdict
     from wearwatch.store.registry import RegistryError, parse_version, version_tag
 
     registry = _registry()
     try:
         registry.verify(family, version)
         number = parse_version(version)
-        current = registry.current_version(family)
         rollout = registry.rollout(family)
-        forced = False
-        if current is not None and current != number:
-            comparison = _comparison(registry, family, number)
-            evidence = comparison.candidate.predictions > 0 or (
-                rollout is not None and rollout.version == number
-            )
-            verdict = PromoteGate().verdict(comparison) if evidence else None
-            if verdict is not None and not verdict.ok:
-                if not force:
-                    fail(verdict.reason, code=1)
-                forced = True
-                typer.echo(f"forced: {verdict.reason}", err=True)
+        with _configured_log() as log:
+            verdict = promotion_verdict(log, registry, family, number)
+        forced = verdict is not None and not verdict.ok
+        if forced and not force:
+            fail(f"{verdict.reason} (--force)", code=1)
+        if forced:
+            typer.echo(f"forced: {verdict.reason}", err=True)
         mv = registry.promote(family, number, forced=forced)
     except (RegistryError, ValueError) as exc:
         fail(str(exc))

@@ -57,7 +57,9 @@ from sklearn.metrics import brier_score_loss, log_loss
 from wearwatch.bus.base import Log, read_all
 from wearwatch.events import MaintenanceEvent, ModelScore, decode_record
 from wearwatch.learn.risk.labels import event_micros, label_windows
-from wearwatch.topics import MODEL_SCORES
+from wearwatch.learn.risk.truth import read_maintenance_topic
+from wearwatch.store.registry import ModelRegistry, RegistryError, version_tag
+from wearwatch.topics import MAINTENANCE, MODEL_SCORES
 
 
 def brier(
@@ -210,15 +212,15 @@ class PromoteGate:
                 False,
                 f"{cand.version}: only {c.pairs} live predictions scored against their outcome "
                 f"beside {cur.version} (at least {self.min_scored} needed); wait until more "
-                "horizons have passed, or pass --force",
+                "horizons have passed, or force it",
             )
         limit = cur.brier * (1.0 + self.tolerance)
         if cand.brier > limit:
             return Verdict(
                 False,
                 f"{cand.version} is worse live than {cur.version}: Brier {cand.brier:.4f} vs "
-                f"{cur.brier:.4f} on {c.pairs} predictions (allowed ≤ {limit:.4f}); pass "
-                "--force to promote anyway",
+                f"{cur.brier:.4f} on {c.pairs} predictions (allowed ≤ {limit:.4f}); force it "
+                "to promote anyway",
             )
         return Verdict(
             True,
@@ -241,3 +243,33 @@ def read_model_scores(log: Log, topic: str = MODEL_SCORES.name) -> list[ModelSco
             raise ValueError(f"{topic}/{record.partition}@{record.offset}: {error}")
         scores.extend(decoded.events)
     return scores
+
+
+def live_comparison(log: Log, registry: ModelRegistry, family: str, candidate: int) -> Comparison:
+    """``candidate`` beside the family's current version on the log's model scores and
+    maintenance ground truth (a RegistryError when there is no current version)."""
+    current = registry.current_version(family)
+    if current is None:
+        raise RegistryError(f"model {family!r} has no current version to compare with")
+    scores = [s for s in read_model_scores(log) if s.family == family]
+    truth = read_maintenance_topic(log) if MAINTENANCE.name in log.topics() else []
+    return compare(
+        scores, truth, f"{family}@{version_tag(current)}", f"{family}@{version_tag(candidate)}"
+    )
+
+
+def promotion_verdict(
+    log: Log, registry: ModelRegistry, family: str, version: int, gate: PromoteGate | None = None
+) -> Verdict | None:
+    """The gate's verdict on promoting ``version``, or ``None`` when there is nothing to gate:
+    no current version, ``version`` is current, or it has no live predictions and is not the
+    running rollout's candidate (a freshly trained model is promoted on its offline metrics, as
+    the warm-up does). The one rule the CLI and the API both apply."""
+    current = registry.current_version(family)
+    if current is None or current == version:
+        return None
+    comparison = live_comparison(log, registry, family, version)
+    rollout = registry.rollout(family)
+    if comparison.candidate.predictions == 0 and (rollout is None or rollout.version != version):
+        return None
+    return (gate or PromoteGate()).verdict(comparison)

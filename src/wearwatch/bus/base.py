@@ -12,7 +12,11 @@ import math
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+from wearwatch.events import decode_record
+
+E = TypeVar("E")
 
 TopicPartition = tuple[str, int]
 
@@ -221,6 +225,20 @@ def read_all(log: Log, topic: str, batch: int = 5000) -> list[Record]:
             out.extend(chunk)
             position = chunk[-1].offset + 1
     return out
+
+
+def read_events(log: Log, topic: str, kind: type[E]) -> list[E]:
+    """Every retained event of ``topic`` decoded as ``kind`` (records may hold batches); an
+    undecodable one is a ValueError naming where it is — a figure computed on part of a topic
+    would mislead (tools, evaluation, live metrics; streams dead-letter instead)."""
+    events: list[E] = []
+    for record in read_all(log, topic):
+        decoded = decode_record(record.value, kind)
+        if decoded.rejected:
+            _, error = decoded.rejected[0]
+            raise ValueError(f"{topic}/{record.partition}@{record.offset}: {error}")
+        events.extend(decoded.events)
+    return events
 
 
 def caught_up(log: Log, consumer: Consumer, topics: Sequence[str]) -> bool:

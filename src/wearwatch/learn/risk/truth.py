@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wearwatch.bus.base import Log, read_all
-from wearwatch.events import EventDecodeError, MaintenanceEvent, decode_event, decode_record
+from wearwatch.bus.base import Log, read_events
+from wearwatch.events import EventDecodeError, MaintenanceEvent, decode_event
 from wearwatch.topics import MAINTENANCE
 
 
@@ -44,11 +44,4 @@ def read_maintenance_file(path: Path) -> list[MaintenanceEvent]:
 
 def read_maintenance_topic(log: Log, topic: str = MAINTENANCE.name) -> list[MaintenanceEvent]:
     """Every retained event of the maintenance topic (records may hold batches)."""
-    events: list[MaintenanceEvent] = []
-    for record in read_all(log, topic):
-        decoded = decode_record(record.value, MaintenanceEvent)
-        if decoded.rejected:
-            _, error = decoded.rejected[0]
-            raise ValueError(f"{topic}/{record.partition}@{record.offset}: {error}")
-        events.extend(decoded.events)
-    return events
+    return read_events(log, topic, MaintenanceEvent)

@@ -54,8 +54,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss, log_loss
 
-from wearwatch.bus.base import Log, read_all
-from wearwatch.events import MaintenanceEvent, ModelScore, decode_record
+from wearwatch.bus.base import Log, read_events
+from wearwatch.events import MaintenanceEvent, ModelScore
 from wearwatch.learn.risk.labels import event_micros, label_windows
 from wearwatch.learn.risk.truth import read_maintenance_topic
 from wearwatch.store.registry import ModelRegistry, RegistryError, version_tag
@@ -233,16 +233,7 @@ def read_model_scores(log: Log, topic: str = MODEL_SCORES.name) -> list[ModelSco
     """Every retained event of the model-scores topic ([] when the topic does not exist); an
     undecodable record is an error naming where it is (a metric on part of the log would
     mislead)."""
-    if topic not in log.topics():
-        return []
-    scores: list[ModelScore] = []
-    for record in read_all(log, topic):
-        decoded = decode_record(record.value, ModelScore)
-        if decoded.rejected:
-            _, error = decoded.rejected[0]
-            raise ValueError(f"{topic}/{record.partition}@{record.offset}: {error}")
-        scores.extend(decoded.events)
-    return scores
+    return read_events(log, topic, ModelScore) if topic in log.topics() else []
 
 
 def live_comparison(log: Log, registry: ModelRegistry, family: str, candidate: int) -> Comparison:

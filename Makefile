@@ -2,13 +2,20 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Two install stamps: the platform's own dependencies (`make demo`), and those plus what the
+# tests drive (`make test`: brokers, a browser driver, an embedded ClickHouse of ~0.5 GB).
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test bench lint format clean
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
@@ -16,7 +23,7 @@ setup: $(STAMP)
 
 # The live platform (twins, pipelines, API, dashboard); Ctrl-C stops it, `make demo` resumes it.
 # ARGS passes flags through, e.g. `make demo ARGS="--fresh --machines 50"`.
-demo: $(STAMP)
+demo: $(RUN_STAMP)
 	$(BIN)/wearwatch up $(ARGS)
 
 # The architecture contract first: a layering mistake fails in a second, not after the suite.

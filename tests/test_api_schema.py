@@ -9,8 +9,6 @@ it forever (tests/test_api_live.py covers it).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,23 +23,11 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+import api_platform as H  # tests/ is on sys.path (conftest.py)
 from wearwatch.api.app import create_app
 from wearwatch.api.platform import TRAINED_BY, Platform, PlatformConfig
 from wearwatch.store.registry import ModelRegistry
 
-
-def _helper() -> Any:
-    if "wearwatch_tests_api_platform" not in sys.modules:
-        path = Path(__file__).with_name("api_platform.py")
-        spec = importlib.util.spec_from_file_location("wearwatch_tests_api_platform", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return sys.modules["wearwatch_tests_api_platform"]
-
-
-H = _helper()
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -6,7 +6,6 @@ The real platform end to end is tests/test_dashboard_browser.py.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
 import subprocess
@@ -17,21 +16,10 @@ from pathlib import Path
 
 import pytest
 
+import browser  # tests/ is on sys.path (conftest.py)
 from wearwatch.ui.access import STORAGE_KEY, TokenGate
 
 TOKEN = "fake-token-0123456789"
-
-
-def _load(name: str):
-    path = Path(__file__).with_name(f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"wearwatch_tests_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-browser = _load("browser")
 
 
 # --- without a browser -------------------------------------------------------------------------

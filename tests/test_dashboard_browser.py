@@ -9,7 +9,6 @@ screenshot in ``tests/artifacts/dashboard/NN-<step>.png``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+import browser  # tests/ is on sys.path (conftest.py)
+
 TOKEN = "browser-test-token-5f1c"
 MACHINES = 8
 #: The mill: seed 3's structural line serves its model after ~860 s of virtual time; ×300
@@ -30,18 +31,6 @@ MILL_SEED, MILL_SPEED = 3, 300.0
 FLEET_SPEED, PF_H = 60.0, 0.2
 FAULTY = "pump-005"
 SHOTS = Path(__file__).with_name("artifacts") / "dashboard"
-
-
-def _load(name: str):
-    path = Path(__file__).with_name(f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"wearwatch_tests_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-browser = _load("browser")
 
 
 @dataclass

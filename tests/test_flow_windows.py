@@ -6,7 +6,6 @@ points, and on Kafka. Flows with and without a repartition."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
@@ -23,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, event, example, given, settings
 from hypothesis import strategies as st
 
+import window_flows as wf  # tests/ is on sys.path (conftest.py)
 from wearwatch.bus.base import Log, OutRecord, partition_for, read_all
 from wearwatch.bus.sqlite import SqliteLog
 from wearwatch.events import DeadLetter, Reading, WindowResult, encode
@@ -30,17 +30,6 @@ from wearwatch.runtime.operator import DEAD_LETTER_TOPIC
 
 TESTS = Path(__file__).parent
 
-
-def _load(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, TESTS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-wf = _load("window_flows")
 
 WINDOW_CHOICES = [
     ["tumbling", 5.0, None, None],

@@ -8,7 +8,6 @@ value and unit; each bad one a dead letter naming the reason.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 
+import opcua_server as srv  # tests/ is on sys.path (conftest.py)
 from wearwatch import topics
 from wearwatch.bus.base import read_all
 from wearwatch.bus.sqlite import SqliteLog
@@ -35,18 +35,6 @@ HERE = Path(__file__).parent
 EXAMPLE = HERE.parent / "examples" / "opcua-nodes.toml"
 MACHINES = 10  # 21 variables: 10 × (vibration, bearing_temp) + pump-0's mode
 
-
-def _server_module() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "wearwatch_tests_opcua_server", HERE / "opcua_server.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-srv = _server_module()
 
 # The nodes file of the tests: one explicit entry (a fixed unit and a scale) and a browse rule
 # for the rest of the Plant folder (vibration's unit read from its EngineeringUnits property).

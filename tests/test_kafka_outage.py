@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+import kafka_broker  # tests/ is on sys.path (conftest.py)
 from wearwatch.bus.base import OutRecord, pack_by_partition
 from wearwatch.bus.kafka import ClientLog, KafkaLog
 from wearwatch.events import encode
@@ -34,18 +35,6 @@ from wearwatch.twin.synthetic import synthetic_readings
 
 PARTITIONS = 4
 KEY = "k" * 32  # Kafka workers refuse to start without a checkpoint key
-
-
-def _broker_helpers():
-    path = Path(__file__).with_name("kafka_broker.py")
-    spec = importlib.util.spec_from_file_location("wearwatch_tests_kafka_broker_outage", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-kafka_broker = _broker_helpers()
 
 
 def _needs_tansu() -> None:

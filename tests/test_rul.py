@@ -424,6 +424,12 @@ def test_cross_validate_groups_engines_and_reports_fold_spread() -> None:
         "std": round(float(np.std(rmses, ddof=1)), 3),
     }
     assert out["score"]["mean"] == round(float(np.mean(scores)), 1)
+    pooled = out["pooled"]
+    assert pooled["n_test_engines"] == 30
+    # The PHM08 score is a sum over engines; RMSE pools the folds' squared errors.
+    assert pooled["score"] == pytest.approx(sum(scores), abs=0.2)
+    expected = math.sqrt(sum(10 * r * r for r in rmses) / 30)
+    assert pooled["rmse"] == pytest.approx(expected, abs=2e-3)
     assert all(5.0 < r < 40.0 for r in rmses)  # a model, not a constant (std of capped RUL ≈ 40)
     assert {"fold 1/3: RUL regressor", "fold 3/3: horizon classifier"} <= set(stages)
 

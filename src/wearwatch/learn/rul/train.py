@@ -138,20 +138,25 @@ def evaluate(model: RulModel, data: CmapssSubset) -> dict[str, Any]:
 def score_last_cycles(model: RulModel, frame: Any, true_rul: Any) -> dict[str, Any]:
     """Metrics of one prediction per engine of ``frame`` at its last cycle (units in order)."""
     last = model.predict_last(frame)
+    if len(last) != len(true_rul):
+        raise ValueError(f"{len(last)} test engines but {len(true_rul)} true RUL values")
+    return prediction_metrics(
+        last["rul"].to_numpy(), last["horizon_probability"].to_numpy(), true_rul, model
+    )
+
+
+def prediction_metrics(pred: Any, proba: Any, true_rul: Any, model: RulModel) -> dict[str, Any]:
+    """RMSE / PHM08 score / MAE against the truth capped at the model's cap, horizon metrics."""
+    pred = np.asarray(pred, dtype=np.float64)
     true = np.asarray(true_rul, dtype=np.float64)
-    if len(last) != len(true):
-        raise ValueError(f"{len(last)} test engines but {len(true)} true RUL values")
     capped = np.minimum(true, model.rul_cap)
-    pred = last["rul"].to_numpy()
     return {
         "rmse": round(rmse(pred, capped), 3),
         "score": round(phm08_score(pred, capped), 1),
         "mae": round(mae(pred, capped), 3),
         "horizon": {
             k: round(v, 3)
-            for k, v in horizon_metrics(
-                last["horizon_probability"].to_numpy(), true <= model.horizon
-            ).items()
+            for k, v in horizon_metrics(np.asarray(proba), true <= model.horizon).items()
         },
         # Against the uncapped truth, for reference (papers differ on this).
         "rmse_uncapped_truth": round(rmse(pred, true), 3),
@@ -209,7 +214,10 @@ def cross_validate(
     """GroupKFold by engine on a training frame; every held-out engine cut by :func:`cut_engines`.
 
     Features, regimes and models are fitted on the training folds only. Returns mean ± std over
-    folds of RMSE / PHM08 score / MAE (truth capped like the test set) and the per-fold figures.
+    folds of RMSE / PHM08 score / MAE (truth capped like the test set), the per-fold figures, and
+    the same metrics pooled over every held-out engine (``pooled``: one prediction per training
+    engine, so its score sums over as many engines as the subset has — FD001's 100 training
+    engines match its 100 test engines).
     """
     from sklearn.model_selection import GroupKFold
 
@@ -217,6 +225,7 @@ def cross_validate(
         raise ValueError(f"folds={folds}: cross-validation needs at least 2")
     rng = np.random.default_rng(config.seed)
     per_fold: list[dict[str, Any]] = []
+    pooled: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     splitter = GroupKFold(n_splits=folds)
     for k, (fit_rows, held_rows) in enumerate(splitter.split(train, groups=train["unit"])):
 
@@ -225,7 +234,10 @@ def cross_validate(
 
         model = fit_model(train.iloc[fit_rows], subset, config, fold_progress)
         cut, truth = cut_engines(train.iloc[held_rows], rng)
-        metrics = score_last_cycles(model, cut, truth)
+        last = model.predict_last(cut)
+        pred, proba = last["rul"].to_numpy(), last["horizon_probability"].to_numpy()
+        pooled.append((pred, proba, truth))
+        metrics = prediction_metrics(pred, proba, truth, model)
         per_fold.append({k: metrics[k] for k in ("rmse", "score", "mae", "n_test_engines")})
     return {
         "folds": folds,
@@ -233,6 +245,13 @@ def cross_validate(
         "score": _spread([f["score"] for f in per_fold], 1),
         "mae": _spread([f["mae"] for f in per_fold], 3),
         "per_fold": per_fold,
+        "pooled": {
+            k: v
+            for k, v in prediction_metrics(
+                *(np.concatenate(parts) for parts in zip(*pooled, strict=True)), model
+            ).items()
+            if k in ("rmse", "score", "mae", "n_test_engines")
+        },
     }
 
 

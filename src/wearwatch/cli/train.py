@@ -131,18 +131,25 @@ def _detail_table(results: dict[str, dict[str, Any]], versions: dict[str, str]) 
 
 def _spread_table(results: dict[str, dict[str, Any]], title: str, what: str) -> Table:
     table = Table(title=title)
-    for name in ("subset", what, "RMSE", "score", "MAE"):
+    pooled = all("pooled" in r for r in results.values())
+    names = ["subset", what, "RMSE", "score", "MAE"] + (["pooled RMSE / score"] if pooled else [])
+    for name in names:
         table.add_column(name, justify="right" if name != "subset" else "left")
     for subset, r in results.items():
         runs = r["seeds"] if "seeds" in r else r["folds"]
-        table.add_row(
-            subset,
+        cells = [
             ", ".join(map(str, runs)) if isinstance(runs, list) else str(runs),
             _pm(r["rmse"], 2),
             _pm(r["score"], 1),
             _pm(r["mae"], 2),
-        )
-    table.caption = "mean ± sample standard deviation"
+        ]
+        if pooled:
+            p = r["pooled"]
+            cells.append(f"{p['rmse']:.2f} / {p['score']:.0f} ({p['n_test_engines']} engines)")
+        table.add_row(subset, *cells)
+    table.caption = "mean ± sample standard deviation" + (
+        " over folds; pooled: every held-out engine once" if pooled else ""
+    )
     return table
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from wearwatch.learn.rul.data import COLUMNS, SENSORS, default_data_dir, load_subset, read_table
@@ -273,3 +275,204 @@ def test_single_class_horizon_gives_null_auc_in_json() -> None:
         ]
         is None
     )
+
+
+# ---------------------------------------------------------------------------- window features
+def _window_pipeline(frame: pd.DataFrame, n_regimes: int, window: int) -> FeaturePipeline:
+    return FeaturePipeline(n_regimes=n_regimes, seed=7, features="window", window=window).fit(frame)
+
+
+@pytest.fixture(scope="module")
+def window_pipelines(fd001_small, fd002_small) -> dict[str, tuple]:
+    """History and window (7 and 30 cycles) pipelines fitted on the same small subsets."""
+    out = {}
+    for name, (history, frame) in {"fd001": fd001_small, "fd002": fd002_small}.items():
+        out[name] = (
+            frame,
+            history,
+            {w: _window_pipeline(frame, history.n_regimes, w) for w in (7, 30)},
+        )
+    return out
+
+
+@needs_data
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    subset=st.sampled_from(["fd001", "fd002"]),
+    window=st.sampled_from([7, 30]),
+    unit=st.integers(1, 20),
+    position=st.floats(0.0, 1.0),
+    factor=st.floats(0.5, 2.0).filter(lambda f: abs(f - 1.0) > 0.01),
+    regime_shift=st.booleans(),
+)
+def test_window_features_depend_only_on_the_trailing_window(
+    window_pipelines, subset, window, unit, position, factor, regime_shift
+) -> None:
+    """Changing or dropping cycles before t-window+1 leaves every feature of cycles >= t exactly
+    as it was; the default history features of cycle t do change."""
+    frame, history, windowed = window_pipelines[subset]
+    pipeline = windowed[window]
+    rows = np.flatnonzero(frame["unit"].to_numpy() == unit)
+    t = window + int(position * (len(rows) - window - 1))  # 0-based row in the engine, t >= window
+    before = rows[: t - window + 1]  # the cycles the window of row t does not see
+    seen = rows[t:]
+    wild = frame.astype({s: np.float64 for s in SENSORS})
+    wild.loc[before, SENSORS] *= factor
+    if regime_shift:
+        wild.loc[before, "op_setting_1"] += 10.0
+    base = pipeline.transform(frame)
+    changed = pipeline.transform(wild)
+    np.testing.assert_array_equal(changed.to_numpy()[seen], base.to_numpy()[seen])
+    # Dropping those cycles altogether (the engine's record starts later) changes nothing either.
+    dropped = frame.drop(index=before).reset_index(drop=True)
+    late = pipeline.transform(dropped)
+    late_rows = np.flatnonzero(dropped["unit"].to_numpy() == unit)[window - 1 :]
+    np.testing.assert_allclose(
+        late.to_numpy()[late_rows], base.to_numpy()[seen], rtol=1e-12, atol=1e-12
+    )
+    # The whole-history features are not like that: their expanding means move.
+    h_base, h_changed = history.transform(frame), history.transform(wild)
+    sensor = history.sensors[0]
+    assert h_changed[f"{sensor}_expmean"].iloc[rows[t]] != h_base[f"{sensor}_expmean"].iloc[rows[t]]
+
+
+@needs_data
+def test_window_features_match_a_brute_force_window(window_pipelines) -> None:
+    frame, history, windowed = window_pipelines["fd002"]
+    pipeline = windowed[7]
+    names = list(pipeline.transform(frame.head(2)).columns)
+    s = pipeline.sensors
+    # Window-bounded families only: no cycle counter, expanding mean, drift or regime shares.
+    assert names == [
+        *s,
+        "hi",
+        *[f"{x}_mean{w}" for w in (5, 7) for x in [*s, "hi"]],
+        *[f"{x}_std{w}" for w in (7,) for x in [*s, "hi"]],
+        *[f"{x}_slope{w}" for w in (7,) for x in [*s, "hi"]],
+        *[f"{x}_wewm{w}" for w in (10, 30) for x in [*s, "hi"]],
+        "regime",
+    ]
+    assert "cycle" in history.feature_names and "regime_share_0" in history.feature_names
+    feats = pipeline.transform(frame)
+    regimes = pipeline.regimes(frame)
+    raw = frame[s].to_numpy(dtype=np.float64)
+    z = (raw - pipeline.means[regimes]) / pipeline.stds[regimes]
+    rows = np.flatnonzero(frame["unit"].to_numpy() == 3)
+    for i in (0, 2, 6, 40, len(rows) - 1):
+        win = rows[max(0, i - 6) : i + 1]
+        x, cyc = z[win, 0], frame["cycle"].to_numpy()[win].astype(float)
+        got = feats.iloc[rows[i]]
+        assert got[f"{s[0]}_mean5"] == pytest.approx(x[-5:].mean(), abs=1e-12)
+        assert got[f"{s[0]}_mean7"] == pytest.approx(x.mean(), abs=1e-12)
+        assert got[f"{s[0]}_std7"] == pytest.approx(x.std(), abs=1e-12)
+        slope = np.polyfit(cyc, x, 1)[0] if len(x) > 1 else 0.0
+        assert got[f"{s[0]}_slope7"] == pytest.approx(slope, abs=1e-9)
+        weights = (1 - 2 / 11) ** np.arange(len(x) - 1, -1, -1)
+        assert got[f"{s[0]}_wewm10"] == pytest.approx((weights * x).sum() / weights.sum())
+        assert got["regime"] == regimes[rows[i]]
+
+
+def test_feature_pipeline_refuses_unknown_kind_and_tiny_window() -> None:
+    with pytest.raises(ValueError, match="features='windows'"):
+        FeaturePipeline(features="windows")
+    with pytest.raises(ValueError, match="window=1"):
+        FeaturePipeline(features="window", window=1)
+
+
+# ---------------------------------------------------------------------------- cross-validation
+#: Fewer trees than SMALL: these tests check the bookkeeping of folds and seeds, not accuracy.
+TINY = {"n_estimators": 30, "clf_n_estimators": 10, "learning_rate": 0.2}
+
+
+def test_cut_engines_keeps_a_prefix_and_its_true_rul() -> None:
+    from wearwatch.learn.rul.train import MIN_CUT_CYCLES, cut_engines
+
+    lengths = {1: 200, 2: 31, 3: 12, 4: 90}
+    frame = pd.DataFrame(
+        [(u, c) for u, n in lengths.items() for c in range(1, n + 1)], columns=["unit", "cycle"]
+    )
+    frame["rul"] = frame.groupby("unit")["cycle"].transform("max") - frame["cycle"]
+    shuffled = frame.sample(frac=1.0, random_state=1)  # row order does not matter
+    for seed in range(20):
+        cut, truth = cut_engines(shuffled, np.random.default_rng(seed))
+        kept = cut.groupby("unit")["cycle"].agg(["min", "max", "size"])
+        assert kept.index.tolist() == [1, 2, 3, 4]
+        assert (kept["min"] == 1).all() and (kept["size"] == kept["max"]).all()  # prefixes
+        for unit, n in lengths.items():
+            assert min(MIN_CUT_CYCLES, n) <= kept.loc[unit, "max"] <= n
+        np.testing.assert_array_equal(truth, [lengths[u] - kept.loc[u, "max"] for u in lengths])
+        again = cut_engines(shuffled, np.random.default_rng(seed))
+        assert again[0].equals(cut) and np.array_equal(again[1], truth)
+
+
+@needs_data
+def test_cross_validate_groups_engines_and_reports_fold_spread() -> None:
+    from wearwatch.learn.rul.train import TrainConfig, cross_validate
+
+    train = _units(load_subset(DATA, "FD001").train, list(range(1, 31)))
+    config = TrainConfig(**TINY, features="window", window=30)
+    stages: list[str] = []
+    out = cross_validate(
+        train, "FD001", config, folds=3, progress=lambda s, stage, f: stages.append(stage)
+    )
+    assert out["folds"] == 3 and len(out["per_fold"]) == 3
+    assert [f["n_test_engines"] for f in out["per_fold"]] == [10, 10, 10]
+    rmses = [f["rmse"] for f in out["per_fold"]]
+    scores = [f["score"] for f in out["per_fold"]]
+    assert out["rmse"] == {
+        "mean": round(float(np.mean(rmses)), 3),
+        "std": round(float(np.std(rmses, ddof=1)), 3),
+    }
+    assert out["score"]["mean"] == round(float(np.mean(scores)), 1)
+    pooled = out["pooled"]
+    assert pooled["n_test_engines"] == 30
+    # The PHM08 score is a sum over engines; RMSE pools the folds' squared errors.
+    assert pooled["score"] == pytest.approx(sum(scores), abs=0.2)
+    expected = math.sqrt(sum(10 * r * r for r in rmses) / 30)
+    assert pooled["rmse"] == pytest.approx(expected, abs=2e-3)
+    assert all(5.0 < r < 40.0 for r in rmses)  # a model, not a constant (std of capped RUL ≈ 40)
+    assert {"fold 1/3: RUL regressor", "fold 3/3: horizon classifier"} <= set(stages)
+
+
+# ---------------------------------------------------------------------------- CLI: --seeds, --cv
+@needs_data
+def test_train_cmapss_cli_window_seeds_and_cv(tmp_path, monkeypatch) -> None:
+    import wearwatch.learn.rul.train as train_mod
+    from wearwatch.config import get_settings
+
+    monkeypatch.setenv("WEARWATCH_DATA_DIR", str(tmp_path / "var"))
+    get_settings.cache_clear()
+    monkeypatch.setattr(train_mod, "TrainConfig", functools.partial(train_mod.TrainConfig, **TINY))
+    common = ("train", "cmapss", "--subset", "FD001", "--data", str(DATA), "--json")
+    try:
+        seeds = _run(*common, "--features", "window", "--window", "30", "--seeds", "1-2")
+        cv = _run(*common, "--cv", "2", "--seed", "3")
+        bad = [
+            _run(*common, "--seeds", "1-x"),
+            _run(*common, "--features", "windows"),
+            _run(*common, "--seeds", "1-2", "--cv", "5"),
+        ]
+    finally:
+        get_settings.cache_clear()
+    assert seeds.exit_code == 0, seeds.output
+    out = json.loads(seeds.output)["FD001"]
+    assert out["seeds"] == [1, 2] and list(out["runs"]) == ["1", "2"]
+    rmses = [out["runs"][k]["rmse"] for k in ("1", "2")]
+    assert rmses[0] != rmses[1]  # the seed reaches the model
+    assert out["rmse"]["mean"] == round(float(np.mean(rmses)), 3)
+    assert out["rmse"]["std"] == round(float(np.std(rmses, ddof=1)), 3)
+    registry = ModelRegistry(tmp_path / "var" / "models")
+    assert [v.version for v in registry.list("rul-FD001")] == [1]  # the first seed's model
+    mv = registry.list("rul-FD001")[0]
+    assert mv.metrics["rmse"] == rmses[0] and mv.params["features"] == "window"
+    model = registry.load("rul-FD001")
+    assert (model.pipeline.features, model.pipeline.window) == ("window", 30)
+    assert "cycle" not in model.pipeline.feature_names
+    assert cv.exit_code == 0, cv.output
+    folds = json.loads(cv.output)["FD001"]
+    assert folds["folds"] == 2 and sum(f["n_test_engines"] for f in folds["per_fold"]) == 100
+    assert len(registry.list("rul-FD001")) == 1  # cross-validation registers nothing
+    for res, needle in zip(bad, ("--seeds '1-x'", "--features 'windows'", "--cv"), strict=True):
+        assert res.exit_code != 0
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0]

@@ -3,6 +3,10 @@
 ``wearwatch train cmapss --subset FD001|FD002|FD003|FD004|all [--data DIR] [--json]`` trains
 the RUL regressor and the 30-cycle failure-horizon classifier on NASA C-MAPSS, scores them on
 the official test set, registers each model as ``rul-<subset>`` and promotes it to current.
+``--features window --window 30`` uses each engine's trailing 30 cycles only (comparable with
+window-based papers) instead of its whole history; ``--seeds 1-5`` trains once per seed and
+reports mean ± std (registering the first seed's model); ``--cv 5`` runs 5-fold GroupKFold by
+engine on the training set instead (nothing is registered, the test set is not read).
 
 ``wearwatch train anomaly --features DIR [--limits FILE] [--maintenance FILE] [--registry DIR]``
 fits the fleet's anomaly detectors on the feature store's healthy windows and registers them
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,13 +53,31 @@ def _subsets(value: str) -> list[str]:
     return [wanted]
 
 
+def _seed_list(value: str) -> list[int]:
+    """``"1-5"`` → [1, 2, 3, 4, 5]; ``"1,3,7"`` → [1, 3, 7]."""
+    seeds: list[int] = []
+    try:
+        for part in value.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            seeds += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
+    except ValueError:
+        fail(f"--seeds {value!r}: expected a range like 1-5 or a list like 1,3,7")
+    if not seeds or len(set(seeds)) != len(seeds):
+        fail(f"--seeds {value!r}: expected distinct seeds, at least one")
+    return seeds
+
+
+def _pm(spread: dict[str, float], digits: int) -> str:
+    return f"{spread['mean']:.{digits}f} ± {spread['std']:.{digits}f}"
+
+
 def _fmt(value: float | None, digits: int) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:.{digits}f}"
 
 
-def _comparison_table(results: dict[str, dict[str, Any]], subsets: list[str]) -> Table:
+def _comparison_table(results: dict[str, dict[str, Any]], subsets: list[str], label: str) -> Table:
     from wearwatch.learn.rul.published import PUBLISHED
 
     table = Table(title="C-MAPSS test sets: RMSE / PHM08 score (lower is better)")
@@ -68,11 +91,14 @@ def _comparison_table(results: dict[str, dict[str, Any]], subsets: list[str]) ->
             rmse, score = row.results.get(subset, (None, None))
             cells.append(f"{_fmt(rmse, 2)} / {_fmt(score, 0)}")
         table.add_row(row.method, *cells, row.source)
-    ours = [
-        f"{results[s]['rmse']:.2f} / {results[s]['score']:.0f}" if s in results else "–"
-        for s in subsets
-    ]
-    table.add_row("[bold]wearwatch LightGBM (this run)[/bold]", *ours, "measured", style="green")
+
+    def cell(r: dict[str, Any]) -> str:
+        if isinstance(r["rmse"], dict):  # mean ± std over seeds
+            return f"{_pm(r['rmse'], 2)} / {_pm(r['score'], 0)}"
+        return f"{r['rmse']:.2f} / {r['score']:.0f}"
+
+    ours = [cell(results[s]) if s in results else "–" for s in subsets]
+    table.add_row(f"[bold]wearwatch LightGBM, {label}[/bold]", *ours, "measured", style="green")
     table.caption = (
         "Published rows: shared/data/cmapss/PUBLISHED_RESULTS.md (mostly secondary sources). "
         "Ours: RUL cap 125 for training and scoring."
@@ -103,6 +129,30 @@ def _detail_table(results: dict[str, dict[str, Any]], versions: dict[str, str]) 
     return table
 
 
+def _spread_table(results: dict[str, dict[str, Any]], title: str, what: str) -> Table:
+    table = Table(title=title)
+    pooled = all("pooled" in r for r in results.values())
+    names = ["subset", what, "RMSE", "score", "MAE"] + (["pooled RMSE / score"] if pooled else [])
+    for name in names:
+        table.add_column(name, justify="right" if name != "subset" else "left")
+    for subset, r in results.items():
+        runs = r["seeds"] if "seeds" in r else r["folds"]
+        cells = [
+            ", ".join(map(str, runs)) if isinstance(runs, list) else str(runs),
+            _pm(r["rmse"], 2),
+            _pm(r["score"], 1),
+            _pm(r["mae"], 2),
+        ]
+        if pooled:
+            p = r["pooled"]
+            cells.append(f"{p['rmse']:.2f} / {p['score']:.0f} ({p['n_test_engines']} engines)")
+        table.add_row(subset, *cells)
+    table.caption = "mean ± sample standard deviation" + (
+        " over folds; pooled: every held-out engine once" if pooled else ""
+    )
+    return table
+
+
 @app.command("cmapss")
 def cmapss(
     subset: Annotated[
@@ -118,19 +168,60 @@ def cmapss(
     seed: Annotated[
         int | None, typer.Option("--seed", help="model seed (default: setting seed)")
     ] = None,
+    features: Annotated[
+        str,
+        typer.Option(
+            "--features",
+            help="history: each engine's whole history (default); window: trailing "
+            "--window cycles only, comparable with window-based papers",
+        ),
+    ] = "history",
+    window: Annotated[int, typer.Option("--window", help="cycles seen by --features window")] = 30,
+    seeds: Annotated[
+        str | None,
+        typer.Option("--seeds", help="train once per seed (e.g. 1-5) and report mean ± std"),
+    ] = None,
+    cv: Annotated[
+        int | None,
+        typer.Option(
+            "--cv",
+            help="K-fold GroupKFold by engine on the training set instead of the test set",
+        ),
+    ] = None,
 ) -> None:
     """Train RUL + failure-horizon models on NASA C-MAPSS and score them on the test sets."""
     from wearwatch.config import get_settings
-    from wearwatch.learn.rul.data import default_data_dir, missing_files, missing_hint
-    from wearwatch.learn.rul.train import TrainConfig, register_result, train_subset
+    from wearwatch.learn.rul.data import default_data_dir, load_subset, missing_files, missing_hint
+    from wearwatch.learn.rul.features import FEATURE_KINDS
+    from wearwatch.learn.rul.train import (
+        TrainConfig,
+        cross_validate,
+        register_result,
+        seed_spread,
+        train_subset,
+    )
     from wearwatch.store.registry import ModelRegistry, RegistryError
 
     subsets = _subsets(subset)
+    if features not in FEATURE_KINDS:
+        fail(f"--features {features!r}: choose one of {', '.join(FEATURE_KINDS)}")
+    if window < 2:
+        fail(f"--window {window}: need at least 2 cycles")
+    if cv is not None and cv < 2:
+        fail(f"--cv {cv}: need at least 2 folds")
+    if seeds is not None and seed is not None:
+        fail("give --seed or --seeds, not both")
+    if seeds is not None and cv is not None:
+        fail("--cv runs one seed (--seed); --seeds is for the test-set runs")
     settings = get_settings()
     directory = Path(data) if data is not None else default_data_dir(settings.cmapss_dir)
     if missing_files(directory, subsets):
         fail(missing_hint(directory, subsets))
-    config = TrainConfig(seed=settings.seed if seed is None else seed)
+    seed_list = _seed_list(seeds) if seeds is not None else None
+    config = TrainConfig(
+        seed=settings.seed if seed is None else seed, features=features, window=window
+    )
+    label = f"{features} features" + (f", {window} cycles" if features == "window" else "")
     registry = ModelRegistry(settings.registry_dir)
 
     results: dict[str, dict[str, Any]] = {}
@@ -157,15 +248,29 @@ def cmapss(
             progress.update(tasks[name], completed=fraction, stage=stage)
 
         for name in subsets:
+            if cv is not None:
+                try:
+                    train = load_subset(directory, name).train
+                    results[name] = cross_validate(train, name, config, cv, progress=report)
+                except (FileNotFoundError, ValueError) as exc:
+                    fail(f"{name}: {exc}")
+                report(name, "done", 1.0)
+                continue
+            runs: dict[int, dict[str, Any]] = {}
+            first = None
+            for s in seed_list or [config.seed]:
+                try:
+                    result = train_subset(directory, name, replace(config, seed=s), progress=report)
+                except (FileNotFoundError, ValueError) as exc:
+                    fail(f"{name}: {exc}")
+                runs[s] = result.summary()
+                first = first or result
+            assert first is not None
             try:
-                result = train_subset(directory, name, config, progress=report)
-            except (FileNotFoundError, ValueError) as exc:
-                fail(f"{name}: {exc}")
-            try:
-                mv = register_result(result, registry)
+                mv = register_result(first, registry)
             except (RegistryError, OSError) as exc:
                 fail(f"{name}: could not register the model: {exc}")
-            results[name] = result.summary()
+            results[name] = seed_spread(runs) if seed_list is not None else runs[config.seed]
             versions[name] = f"{mv.family} {mv.tag}"
             report(name, f"registered {mv.family} {mv.tag} (current)", 1.0)
     total = time.perf_counter() - started
@@ -174,11 +279,20 @@ def cmapss(
         typer.echo(json.dumps(finite_json(results), allow_nan=False))
         return
     out = Console()
-    out.print(_comparison_table(results, subsets))
-    out.print(_detail_table(results, versions))
+    if cv is not None:
+        title = f"{cv}-fold GroupKFold by engine on the training sets, {label}"
+        out.print(_spread_table(results, title, "folds"))
+        out.print(f"total wall time {total:.1f}s (data {directory}, seed {config.seed})")
+        return
+    out.print(_comparison_table(results, subsets, label))
+    if seed_list is not None:
+        out.print(_spread_table(results, f"official test sets over seeds, {label}", "seeds"))
+    else:
+        out.print(_detail_table(results, versions))
+    seeds_text = seeds if seed_list is not None else str(config.seed)
     out.print(
-        f"total wall time {total:.1f}s (data {directory}, seed {config.seed}, "
-        f"registry {registry.root})"
+        f"total wall time {total:.1f}s (data {directory}, seed {seeds_text}, "
+        f"registry {registry.root}; registered: {', '.join(versions.values())})"
     )
 
 

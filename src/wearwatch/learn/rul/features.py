@@ -11,6 +11,15 @@ exponentially weighted means, the expanding mean and the drift of the recent mea
 engine's own first cycles. Plus the cycle number, a linear health index (fitted on train) and its
 trailing statistics, and for multi-regime subsets the current regime and the share of cycles the
 engine has spent in each regime so far.
+
+That default (``features="history"``) uses each engine's whole history, which the data allows
+but window-based papers (e.g. STAR) do not. ``features="window"`` makes rows comparable with
+them: every feature of cycle *t* is a function of cycles ``t-window+1 .. t`` only (value, means,
+standard deviations, slopes and exponentially weighted means over trailing sub-windows no longer
+than the window, the health index's same statistics, and the current regime) — no cycle number,
+no expanding mean, no drift from the first cycles, no regime shares. The window statistics are
+computed on the window's own values (not as differences of running sums), so cycles before the
+window cannot change them even by rounding; ``tests/test_rul.py`` checks that exactly.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.cluster import KMeans
 
 from wearwatch.learn.rul.data import OP_SETTINGS, SENSORS
@@ -29,6 +39,8 @@ STD_WINDOWS: tuple[int, ...] = (10, 30)
 SLOPE_WINDOWS: tuple[int, ...] = (10, 20, 30)
 EWM_SPANS: tuple[int, ...] = (10, 30)
 BASELINE_CYCLES = 10
+#: Feature families: the engine's whole history (default) or a trailing window only.
+FEATURE_KINDS: tuple[str, ...] = ("history", "window")
 
 
 def _segments(units: np.ndarray) -> list[tuple[int, int]]:
@@ -102,6 +114,56 @@ def _engine_features(x: np.ndarray, t: np.ndarray) -> list[np.ndarray]:
     return blocks
 
 
+def _window_sizes(sizes: tuple[int, ...], window: int) -> tuple[int, ...]:
+    """The sub-windows of ``sizes`` that fit in ``window``, and the window itself.
+
+    >>> _window_sizes((5, 10, 20, 30), 30), _window_sizes((5, 10, 20, 30), 12)
+    ((5, 10, 20, 30), (5, 10, 12))
+    """
+    return tuple(sorted({w for w in sizes if w < window} | {window}))
+
+
+def _window_engine_features(x: np.ndarray, t: np.ndarray, window: int) -> list[np.ndarray]:
+    """Statistics of one engine's signals ``x`` (cycles x signals) over trailing windows only.
+
+    Row *i* sees rows ``i-window+1 .. i`` (fewer at the start): each window's values are
+    reduced directly, padded with NaN before the first cycle.
+    """
+    n, width = x.shape
+    pad = np.full((window - 1, width), np.nan)
+    xv = sliding_window_view(np.concatenate([pad, x]), window, axis=0)  # (n, signals, window)
+    tp = np.concatenate([np.full(window - 1, np.nan), t.astype(np.float64)])
+    tv = sliding_window_view(tp, window)[:, None, :]  # (n, 1, window)
+    blocks: list[np.ndarray] = [x]
+    for w in _window_sizes(MEAN_WINDOWS, window):
+        blocks.append(np.nanmean(xv[..., -w:], axis=-1))
+    for w in _window_sizes(STD_WINDOWS, window):
+        blocks.append(np.nanstd(xv[..., -w:], axis=-1))
+    for w in _window_sizes(SLOPE_WINDOWS, window):
+        tw, xw = tv[..., -w:], xv[..., -w:]
+        dt = tw - np.nanmean(tw, axis=-1, keepdims=True)
+        dx = xw - np.nanmean(xw, axis=-1, keepdims=True)
+        den = np.nansum(dt * dt, axis=-1)
+        num = np.nansum(dt * dx, axis=-1)
+        blocks.append(np.where(den > 1e-12, num / np.where(den > 0, den, 1.0), 0.0))
+    ages = np.arange(window - 1, -1, -1, dtype=np.float64)  # 0 = the current cycle
+    present = ~np.isnan(xv)
+    for span in EWM_SPANS:
+        weights = (1.0 - 2.0 / (span + 1.0)) ** ages * present
+        blocks.append(np.nansum(xv * weights, axis=-1) / weights.sum(axis=-1))
+    assert all(b.shape == (n, width) for b in blocks)
+    return blocks
+
+
+def _window_block_names(signals: list[str], window: int) -> list[str]:
+    names = [f"{s}" for s in signals]
+    names += [f"{s}_mean{w}" for w in _window_sizes(MEAN_WINDOWS, window) for s in signals]
+    names += [f"{s}_std{w}" for w in _window_sizes(STD_WINDOWS, window) for s in signals]
+    names += [f"{s}_slope{w}" for w in _window_sizes(SLOPE_WINDOWS, window) for s in signals]
+    names += [f"{s}_wewm{w}" for w in EWM_SPANS for s in signals]
+    return names
+
+
 def _block_names(signals: list[str]) -> list[str]:
     names = [f"{s}" for s in signals]
     names += [f"{s}_mean{w}" for w in MEAN_WINDOWS for s in signals]
@@ -120,6 +182,8 @@ class FeaturePipeline:
     n_regimes: int = 1
     seed: int = 7
     rul_cap: float = 125.0
+    features: str = "history"  # one of FEATURE_KINDS
+    window: int = 30  # trailing cycles seen by ``features="window"``
     sensors: list[str] = field(default_factory=list)
     regime_model: KMeans | None = None
     means: np.ndarray | None = None  # (n_regimes, n_sensors)
@@ -138,6 +202,8 @@ class FeaturePipeline:
             "n_regimes": self.n_regimes,
             "seed": self.seed,
             "rul_cap": self.rul_cap,
+            "features": self.features,
+            "window": self.window,
             "sensors": list(self.sensors),
             "means": matrix(self.means),
             "stds": matrix(self.stds),
@@ -155,6 +221,9 @@ class FeaturePipeline:
             n_regimes=int(data["n_regimes"]),
             seed=int(data["seed"]),
             rul_cap=float(data["rul_cap"]),
+            # Models registered before window features existed are history models.
+            features=str(data.get("features", "history")),
+            window=int(data.get("window", 30)),
             sensors=[str(s) for s in data["sensors"]],
             regime_model=regime_model,
             means=matrix(data["means"]),
@@ -163,6 +232,14 @@ class FeaturePipeline:
             hi_intercept=float(data["hi_intercept"]),
             feature_names=[str(n) for n in data["feature_names"]],
         )
+
+    def __post_init__(self) -> None:
+        if self.features not in FEATURE_KINDS:
+            raise ValueError(
+                f"features={self.features!r}: expected one of {', '.join(FEATURE_KINDS)}"
+            )
+        if self.window < 2:
+            raise ValueError(f"window={self.window}: need at least 2 cycles")
 
     def regimes(self, frame: pd.DataFrame) -> np.ndarray:
         if self.n_regimes <= 1 or self.regime_model is None:
@@ -220,16 +297,23 @@ class FeaturePipeline:
         names = [*self.sensors, "hi"]
         units = frame["unit"].to_numpy()
         cycles = frame["cycle"].to_numpy()
+        windowed = self.features == "window"
+        columns = _window_block_names(names, self.window) if windowed else _block_names(names)
         parts: list[np.ndarray] = []
         for start, stop in _segments(units):
-            blocks = _engine_features(signals[start:stop], cycles[start:stop])
+            x, t = signals[start:stop], cycles[start:stop]
+            blocks = (
+                _window_engine_features(x, t, self.window) if windowed else _engine_features(x, t)
+            )
             parts.append(np.concatenate(blocks, axis=1))
-        width = len(_block_names(names))
-        values = np.concatenate(parts, axis=0) if parts else np.empty((0, width))
-        out = pd.DataFrame(values, columns=_block_names(names))
-        out.insert(0, "cycle", cycles.astype(np.float64))
+        values = np.concatenate(parts, axis=0) if parts else np.empty((0, len(columns)))
+        out = pd.DataFrame(values, columns=columns)
         if self.n_regimes > 1:
             out["regime"] = reg.astype(np.float64)
+        if windowed:
+            return out
+        out.insert(0, "cycle", cycles.astype(np.float64))
+        if self.n_regimes > 1:
             onehot = np.eye(self.n_regimes)[reg]
             shares = np.empty_like(onehot)
             for start, stop in _segments(units):

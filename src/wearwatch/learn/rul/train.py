@@ -5,6 +5,10 @@ cycle as a sample with its RUL capped at 125, a LightGBM regressor for RUL and a
 classifier for "fails within 30 cycles". Evaluation follows the literature: one prediction per
 official test engine at its last cycle, scored against the true RUL capped at 125 (RMSE, MAE,
 PHM08 score); the horizon classifier is scored on the same engines (positive: true RUL ≤ 30).
+
+:func:`cross_validate` is the check that needs no test set: GroupKFold by engine on the training
+set, each held-out engine cut at a random cycle and scored like a test engine.
+:func:`seed_spread` summarises runs over several seeds as mean ± sample standard deviation.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from wearwatch.learn.boosting import lgbm_params
 from wearwatch.learn.rul.data import N_CONDITIONS, CmapssSubset, load_subset
@@ -41,6 +46,8 @@ class TrainConfig:
     reg_lambda: float = 1.0
     clf_n_estimators: int = 300
     n_jobs: int = 2
+    features: str = "history"  # FeaturePipeline kinds: whole history or trailing window
+    window: int = 30
 
     def lgbm_params(self, n_estimators: int) -> dict[str, Any]:
         return lgbm_params(self, n_estimators)
@@ -83,7 +90,11 @@ def fit_model(
 
     progress(subset, "features", 0.02)
     pipeline = FeaturePipeline(
-        n_regimes=N_CONDITIONS.get(subset, 1), seed=config.seed, rul_cap=config.rul_cap
+        n_regimes=N_CONDITIONS.get(subset, 1),
+        seed=config.seed,
+        rul_cap=config.rul_cap,
+        features=config.features,
+        window=config.window,
     ).fit(train)
     ordered = train.sort_values(["unit", "cycle"], kind="stable").reset_index(drop=True)
     feats = pipeline.transform(ordered)[pipeline.feature_names]
@@ -121,26 +132,143 @@ def fit_model(
 
 def evaluate(model: RulModel, data: CmapssSubset) -> dict[str, Any]:
     """Official-test metrics: one prediction per test engine at its last cycle."""
-    last = model.predict_last(data.test)
-    true = np.asarray(data.test_rul, dtype=np.float64)
-    if len(last) != len(true):
-        raise ValueError(f"{len(last)} test engines but {len(true)} true RUL values")
+    return score_last_cycles(model, data.test, data.test_rul)
+
+
+def score_last_cycles(model: RulModel, frame: Any, true_rul: Any) -> dict[str, Any]:
+    """Metrics of one prediction per engine of ``frame`` at its last cycle (units in order)."""
+    last = model.predict_last(frame)
+    if len(last) != len(true_rul):
+        raise ValueError(f"{len(last)} test engines but {len(true_rul)} true RUL values")
+    return prediction_metrics(
+        last["rul"].to_numpy(), last["horizon_probability"].to_numpy(), true_rul, model
+    )
+
+
+def prediction_metrics(pred: Any, proba: Any, true_rul: Any, model: RulModel) -> dict[str, Any]:
+    """RMSE / PHM08 score / MAE against the truth capped at the model's cap, horizon metrics."""
+    pred = np.asarray(pred, dtype=np.float64)
+    true = np.asarray(true_rul, dtype=np.float64)
     capped = np.minimum(true, model.rul_cap)
-    pred = last["rul"].to_numpy()
     return {
         "rmse": round(rmse(pred, capped), 3),
         "score": round(phm08_score(pred, capped), 1),
         "mae": round(mae(pred, capped), 3),
         "horizon": {
             k: round(v, 3)
-            for k, v in horizon_metrics(
-                last["horizon_probability"].to_numpy(), true <= model.horizon
-            ).items()
+            for k, v in horizon_metrics(np.asarray(proba), true <= model.horizon).items()
         },
         # Against the uncapped truth, for reference (papers differ on this).
         "rmse_uncapped_truth": round(rmse(pred, true), 3),
         "score_uncapped_truth": round(phm08_score(pred, true), 1),
         "n_test_engines": len(true),
+    }
+
+
+#: Shortest history a held-out engine is cut to in :func:`cross_validate` (the official
+#: FD001 test set's shortest engine has 31 cycles).
+MIN_CUT_CYCLES = 31
+
+
+def cut_engines(frame: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+    """Each engine cut at a uniformly drawn cycle (at least :data:`MIN_CUT_CYCLES` kept when it
+    has them), like the official test files; returns the cut rows and each engine's true RUL.
+
+    >>> f = pd.DataFrame({"unit": [1] * 40 + [2] * 5, "cycle": [*range(1, 41), *range(1, 6)]})
+    >>> f["rul"] = f.groupby("unit")["cycle"].transform("max") - f["cycle"]
+    >>> cut, rul = cut_engines(f, np.random.default_rng(0))
+    >>> [int(n) for n in cut.groupby("unit").size()], rul.tolist()
+    ([39, 5], [1.0, 0.0])
+    """
+    ordered = frame.sort_values(["unit", "cycle"], kind="stable").reset_index(drop=True)
+    keep = np.zeros(len(ordered), dtype=bool)
+    truth: list[float] = []
+    units = ordered["unit"].to_numpy()
+    for unit in pd.unique(units):
+        rows = np.flatnonzero(units == unit)
+        n = len(rows)
+        length = int(rng.integers(min(MIN_CUT_CYCLES, n), n + 1))
+        keep[rows[:length]] = True
+        truth.append(float(ordered["rul"].iloc[rows[length - 1]]))
+    return ordered[keep].reset_index(drop=True), np.asarray(truth, dtype=np.float64)
+
+
+def _spread(values: list[float], digits: int) -> dict[str, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for one value).
+
+    >>> _spread([10.0, 11.0, 12.0], 3)
+    {'mean': 11.0, 'std': 1.0}
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    std = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+    return {"mean": round(float(arr.mean()), digits), "std": round(std, digits)}
+
+
+def cross_validate(
+    train: pd.DataFrame,
+    subset: str,
+    config: TrainConfig,
+    folds: int = 5,
+    progress: Progress = _noop,
+) -> dict[str, Any]:
+    """GroupKFold by engine on a training frame; every held-out engine cut by :func:`cut_engines`.
+
+    Features, regimes and models are fitted on the training folds only. Returns mean ± std over
+    folds of RMSE / PHM08 score / MAE (truth capped like the test set), the per-fold figures, and
+    the same metrics pooled over every held-out engine (``pooled``: one prediction per training
+    engine, so its score sums over as many engines as the subset has — FD001's 100 training
+    engines match its 100 test engines).
+    """
+    from sklearn.model_selection import GroupKFold
+
+    if folds < 2:
+        raise ValueError(f"folds={folds}: cross-validation needs at least 2")
+    rng = np.random.default_rng(config.seed)
+    per_fold: list[dict[str, Any]] = []
+    pooled: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    splitter = GroupKFold(n_splits=folds)
+    for k, (fit_rows, held_rows) in enumerate(splitter.split(train, groups=train["unit"])):
+
+        def fold_progress(name: str, stage: str, fraction: float, k: int = k) -> None:
+            progress(name, f"fold {k + 1}/{folds}: {stage}", (k + fraction) / folds)
+
+        model = fit_model(train.iloc[fit_rows], subset, config, fold_progress)
+        cut, truth = cut_engines(train.iloc[held_rows], rng)
+        last = model.predict_last(cut)
+        pred, proba = last["rul"].to_numpy(), last["horizon_probability"].to_numpy()
+        pooled.append((pred, proba, truth))
+        metrics = prediction_metrics(pred, proba, truth, model)
+        per_fold.append({k: metrics[k] for k in ("rmse", "score", "mae", "n_test_engines")})
+    return {
+        "folds": folds,
+        "rmse": _spread([f["rmse"] for f in per_fold], 3),
+        "score": _spread([f["score"] for f in per_fold], 1),
+        "mae": _spread([f["mae"] for f in per_fold], 3),
+        "per_fold": per_fold,
+        "pooled": {
+            k: v
+            for k, v in prediction_metrics(
+                *(np.concatenate(parts) for parts in zip(*pooled, strict=True)), model
+            ).items()
+            if k in ("rmse", "score", "mae", "n_test_engines")
+        },
+    }
+
+
+def seed_spread(summaries: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Mean ± std over seeds of the per-seed :meth:`SubsetResult.summary` figures.
+
+    >>> seed_spread({1: {"rmse": 11.0, "score": 200.0, "mae": 8.0},
+    ...              2: {"rmse": 12.0, "score": 220.0, "mae": 9.0}})["rmse"]
+    {'mean': 11.5, 'std': 0.707}
+    """
+    runs = list(summaries.values())
+    return {
+        "seeds": list(summaries),
+        "rmse": _spread([r["rmse"] for r in runs], 3),
+        "score": _spread([r["score"] for r in runs], 1),
+        "mae": _spread([r["mae"] for r in runs], 3),
+        "runs": {str(seed): run for seed, run in summaries.items()},
     }
 
 

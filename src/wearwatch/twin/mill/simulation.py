@@ -65,6 +65,10 @@ class MillTwinConfig:
     lines: tuple[str, ...] = ("structural", "microalloyed", "high_alloy")
     line_weights: tuple[float, ...] = (0.5, 0.3, 0.2)
     record_truth: bool = False
+    #: True: the textbook twin of DESIGN §4, whose plant differs from the Level-2 model only by
+    #: wear, flattening and sensor noise (for teaching). False (default): the realistic twin,
+    #: with plant effects the Level-2 physics does not model (see :mod:`.plant_effects`).
+    ideal: bool = False
 
     def __post_init__(self) -> None:
         for name in ("loss_share", "duplicate_share", "late_share"):

@@ -28,7 +28,10 @@ _value = st.floats(-3.0, 3.0, allow_nan=False)
 @settings(max_examples=60, deadline=None)
 @given(
     data=st.lists(
-        st.tuples(st.lists(_value, min_size=8, max_size=8), st.floats(-0.3, 0.3)),
+        st.tuples(
+            st.lists(_value, min_size=len(RLS_FEATURES), max_size=len(RLS_FEATURES)),
+            st.floats(-0.3, 0.3),
+        ),
         min_size=1,
         max_size=40,
     ),

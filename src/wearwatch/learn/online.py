@@ -18,8 +18,9 @@ those units.
 * ``mean``: target mean (River ``stats.Mean``), the floor any learner must beat.
 * ``linear``: River ``linear_model.LinearRegression`` (SGD), an online linear baseline.
 * ``arf``: River ``forest.ARFRegressor`` (adaptive random forest), a stronger, slower learner.
-* ``bagging``: River ``ensemble.BaggingRegressor`` (online Poisson bagging) over Hoeffding
-  tree regressors with linear leaves.
+* ``bagging``: River ``ensemble.BaggingRegressor`` (online Poisson bagging, 5 models) over
+  ``linear``. Over Hoeffding trees with linear leaves it was slower (≈ 400 updates/s) and
+  worse after drift on the mill stream; ``arf`` is the stronger River ensemble.
 * ``hatr``: River ``tree.HoeffdingAdaptiveTreeRegressor``.
 
 >>> m = make_learner("rls")
@@ -43,20 +44,23 @@ LEARNER_NAMES = ("rls", "amrules", "amrules_default", "mean", "linear", "arf", "
 #: Learners the mill pipeline runs side by side by default (the rest: benchmark only; slow).
 PIPELINE_LEARNERS = ("rls", "amrules", "mean", "linear")
 #: What the RLS learns on (keys of ``wearwatch.pipelines.mill.pipeline.request_features``):
-#: every schedule variable and physics term of the request, not only the two terms through
-#: which roll wear acts (L/h_m for friction, the flattening term).
-RLS_FEATURES = ("lh", "flat", "draft", "red", "temp", "width", "speed", "force")
-#: RLS memory (≈ 1/(1−λ) passes per product line), ridge, Page-Hinkley threshold / tolerance
-#: on the residual's error (tuned with ``wearwatch bench learners``).
-RLS_FORGETTING = 0.98
+#: every schedule variable and physics term of the request (L/h_m, flattening, draft,
+#: reduction, temperature, width), not only the two terms through which roll wear acts. Roll
+#: speed and the baseline force itself were tried and left out: no gain on the realistic twin.
+RLS_FEATURES = ("lh", "flat", "draft", "red", "temp", "width")
+#: RLS memory (≈ 1/(1−λ) = 20 passes per product line), ridge, Page-Hinkley threshold /
+#: tolerance on the residual's error: tuned on the realistic twin's drifting stream
+#: (``wearwatch bench learners``); a low threshold that fires often acts as adaptive
+#: forgetting against the pyrometer's sawtooth and the roll's thermal growth.
+RLS_FORGETTING = 0.95
 RLS_RIDGE = 1e-2
-RLS_DRIFT_THRESHOLD = 0.05
+RLS_DRIFT_THRESHOLD = 0.03
 RLS_DRIFT_TOLERANCE = 0.005
 #: The fair AMRules' grace period, split confidence and Page-Hinkley (in residual units).
 AMRULES_N_MIN = 50
-AMRULES_DELTA = 0.01
+AMRULES_DELTA = 0.05
 AMRULES_DRIFT_THRESHOLD = 0.1
-AMRULES_DRIFT_TOLERANCE = 0.002
+AMRULES_DRIFT_TOLERANCE = 0.005
 
 
 @runtime_checkable
@@ -203,9 +207,11 @@ def fair_amrules() -> rules.AMRules:
     River's defaults suit targets of order 1–100: Page-Hinkley's threshold 50 is never reached
     by absolute errors of 0.001–0.05, and ``n_min=200`` with ``delta=1e-7`` needs thousands of
     samples per split decision. Here each rule's detector watches its absolute error with a
-    tolerance of 0.002 and fires when the accumulated excess reaches 0.1 (≈ 10 passes at a
-    0.01 error increase); a split is tried every 50 samples and accepted at 1 % confidence, on
-    quantised thresholds (``QOSplitter``: standardised inputs, radius 0.25 σ).
+    tolerance of 0.005 and fires when the accumulated excess reaches 0.1 (≈ 10 passes at a
+    0.015 error increase); a split is tried every 50 samples and accepted at a 5 % risk, on
+    quantised thresholds (``QOSplitter``: standardised inputs, radius 0.25 σ). Tuned on the
+    realistic twin's drifting stream (``wearwatch bench learners``; a grid over n_min 30–100,
+    delta 0.01–0.05, threshold 0.05–0.3, tolerance 0.001–0.005).
     """
     return rules.AMRules(
         n_min=AMRULES_N_MIN,
@@ -240,7 +246,7 @@ def make_learner(name: str, seed: int = 7) -> Learner:
     if name == "bagging":
         return RiverRegressor(
             ensemble.BaggingRegressor(
-                tree.HoeffdingTreeRegressor(leaf_prediction="model", grace_period=50),
+                linear_model.LinearRegression(optimizer=optim.SGD(0.01), intercept_lr=0.01),
                 n_models=5,
                 seed=seed,
             )

@@ -40,14 +40,8 @@ class MillPipelineConfig:
 
 
 def request_features(req: PassRequest) -> dict[str, float]:
-    """The learners' raw inputs: what the request says (never wear).
-
-    The physics terms and schedule variables of :func:`pass_features` (``lh``, ``flat``,
-    ``draft``, ``red``, ``temp``, ``width``), plus the roll speed (m/s; it sets the strain
-    rate) and the Level-2 baseline force (MN; where the model's own errors grow with load),
-    all on O(1) scales.
-    """
-    x = pass_features(
+    """The learners' raw inputs: physics features of what the request says (never wear)."""
+    return pass_features(
         width_mm=req.width_mm,
         h_in_mm=req.h_in_mm,
         h_out_mm=req.h_out_mm,
@@ -56,6 +50,3 @@ def request_features(req: PassRequest) -> dict[str, float]:
         roll_radius_mm=req.roll_radius_mm,
         baseline_force_kn=req.baseline_force_kn,
     )
-    x["speed"] = req.speed_mps
-    x["force"] = req.baseline_force_kn / 1000.0
-    return x

@@ -264,10 +264,13 @@ def medians(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def checks(report: Mapping[str, Any]) -> dict[str, bool]:
     """One run's acceptance verdicts (issue 12 "Done when"), computed from its figures.
 
-    >>> v = checks({"scenario": "abrupt", "limit_violations": 0, "model_recovery_passes": 140,
-    ...             "phases": {"after_shock": {"physics_ape": 15.0, "served_ape": 4.0}}})
-    >>> [name for name, passed in v.items() if not passed]
-    ['model_recovery_le_100']
+    The model-recovery level is judged on the median over seeds (:func:`seed_checks`); one
+    seed's figure is in its report, not a verdict.
+
+    >>> v = checks({"scenario": "abrupt", "limit_violations": 0,
+    ...             "phases": {"after_shock": {"physics_ape": 15.0, "served_ape": 5.5}}})
+    >>> v
+    {'no_limit_violations': True, 'served_le_third_physics_after_shock': False}
     """
     out = {"no_limit_violations": report["limit_violations"] == 0}
     scenario = report["scenario"]
@@ -280,14 +283,12 @@ def checks(report: Mapping[str, Any]) -> dict[str, bool]:
         out["served_le_third_physics_after_shock"] = _at_most(
             a["served_ape"], a["physics_ape"], SHOCK_RATIO
         )
-        m = report["model_recovery_passes"]
-        out["model_recovery_le_100"] = m is not None and m <= MODEL_RECOVERY_MAX
     return out
 
 
 def seed_checks(scenario: str, rows: list[dict[str, Any]]) -> dict[str, bool]:
-    """Verdicts over seeds: every per-seed check on every seed; for the abrupt scenario the
-    recovery check is on the median (the issue's wording), the per-seed one is kept beside."""
+    """Verdicts over seeds: every per-seed check on every seed; for the abrupt scenario also
+    the median model recovery (≤ 100 passes); ``all_passed`` when every verdict holds."""
     out = {
         f"{name}_every_seed": all(r["checks"][name] for r in rows)
         for name in (rows[0]["checks"] if rows else ())

@@ -308,8 +308,10 @@ def _safety(report: dict) -> None:
 def test_evaluate_none() -> None:
     r = evaluate("none", seed=3, passes=PASSES)
     ph = r["phases"]["new_rolls"]
-    assert ph["physics_ape"] < 0.5
-    assert ph["served_ape"] <= ph["physics_ape"] + 0.1
+    # The realistic twin's band for new rolls (README "Mill twin"): effects Level-2 does not
+    # model put the physics at ~1.3 %, and the learners take most of it back.
+    assert 0.8 < ph["physics_ape"] < 2.0
+    assert ph["served_ape"] <= ph["physics_ape"] * 0.75
     _safety(r)
 
 
@@ -327,7 +329,7 @@ def test_evaluate_abrupt() -> None:
     assert after["physics_ape"] > 10.0
     assert after["served_ape"] <= after["physics_ape"] / 3
     assert r["recovery_passes"] is not None and r["recovery_first_below"] is not None
-    assert r["phases"]["before_shock"]["physics_ape"] < 0.5
+    assert 0.8 < r["phases"]["before_shock"]["physics_ape"] < 2.0
     _safety(r)
 
 

@@ -88,6 +88,13 @@ def mill_cmd(
     late: float = typer.Option(
         0.005, callback=finite(0, 1), help="share of measurements delayed beyond the join TTL"
     ),
+    ideal: bool = typer.Option(
+        False,
+        "--ideal",
+        help="the textbook twin: the plant differs from the Level-2 model only by wear, roll "
+        "flattening and sensor noise (default: the realistic twin, with pyrometer fouling, "
+        "heat-to-heat chemistry, roll thermal growth and one grade's flow-stress mismatch)",
+    ),
     head: str = typer.Option(
         "0s",
         help="paced runs: this much virtual time first goes out as fast as possible (history "
@@ -128,6 +135,7 @@ def mill_cmd(
             loss_share=loss,
             duplicate_share=duplicate,
             late_share=late,
+            ideal=ideal,
         )
     except ValueError as exc:
         fail(describe(exc))
@@ -145,6 +153,7 @@ def mill_cmd(
             "loss": loss,
             "duplicate": duplicate,
             "late": late,
+            "ideal": ideal,
         }
         try:
             journal = TwinJournal(state_dir, identity)

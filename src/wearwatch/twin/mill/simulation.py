@@ -7,6 +7,13 @@ the stand and are rolled in 5–7 reversing passes. Before each pass the Level-2
 far beyond any join TTL, by configurable shares. True roll wear leaves only as
 :class:`TwinTelemetry` (and shocks / roll changes as :class:`MaintenanceEvent`).
 
+By default the plant also does what the Level-2 model does not know (pyrometer fouling,
+heat-to-heat chemistry, roll thermal growth, one grade's flow-stress mismatch:
+:mod:`~wearwatch.twin.mill.plant_effects`), and the Level-2 scheduler plans drafts with its
+adapted prediction (:mod:`~wearwatch.twin.mill.level2`) so the real force stays inside the
+stand's rating. ``ideal=True`` is the textbook twin without either, bit for bit the twin that
+preceded them.
+
 ``MillTwin(cfg).events()`` runs in virtual time as fast as possible; :func:`paced` adds real-time
 pacing. Same config (seed) → same events, bit for bit; ids are ``S{seed}-{n:06d}``.
 
@@ -40,6 +47,8 @@ from wearwatch.events import (
     utc,
 )
 from wearwatch.physics import rolling as physics
+from wearwatch.twin.mill import plant_effects as effects
+from wearwatch.twin.mill.level2 import PLANNING_SHARE, ScheduleAdaptation, plan_draft
 from wearwatch.twin.mill.scenarios import Scenario, make_scenario
 
 #: 2026-01-01T00:00:00Z: the twin's virtual clock starts here unless told otherwise.
@@ -116,6 +125,8 @@ class _State:
     radius_mm: float = 560.0
     gradual: _Gradual | None = None
     token: int = 0
+    rolls: effects.RollThermal = field(default_factory=effects.RollThermal)
+    rolls_until_s: float = 0.0  # virtual time up to which the rolls' temperature is advanced
     outbox: deque[Event] = field(default_factory=deque)
 
 
@@ -133,6 +144,8 @@ class MillTwin:
         self._rng_sensor = random.Random(f"{seed}/sensor")
         self._rng_net = random.Random(f"{seed}/network")
         self._rng_rolls = random.Random(f"{seed}/rolls")
+        self._rng_plant = random.Random(f"{seed}/plant")
+        self.adaptation = ScheduleAdaptation()
         self.state = _State(radius_mm=self._new_radius())
         self.passes = 0  # passes started
         self.slabs = 0
@@ -235,6 +248,7 @@ class MillTwin:
         st = self.state
         st.wear = 0.0
         st.radius_mm = self._new_radius()
+        st.rolls = effects.RollThermal()  # new rolls come in cold
         self._emit_maintenance("maintenance", f"roll change ({detail}), radius {st.radius_mm} mm")
 
     def _gradual(self, g: _Gradual) -> Any:
@@ -280,6 +294,7 @@ class MillTwin:
         n_passes = rng.choice((5, 6, 7))
         reductions = [rng.uniform(0.15, 0.33) for _ in range(n_passes)]
         temp_losses = [rng.uniform(15.0, 25.0) for _ in range(n_passes)]
+        heat = 1.0 if cfg.ideal else effects.heat_flow_factor(self._rng_plant)
         slab_id = f"S{cfg.seed}-{n:06d}"
         self._in_flight += 1
         with self.stand.request() as req:
@@ -288,7 +303,7 @@ class MillTwin:
                 if self._done():
                     break
                 h_out, speed, measured = self._roll_pass(
-                    slab_id, pass_no, line, grade, width, h, temp, reductions[pass_no - 1]
+                    slab_id, pass_no, line, grade, width, h, temp, reductions[pass_no - 1], heat
                 )
                 length_m *= h / h_out
                 h = h_out
@@ -296,6 +311,9 @@ class MillTwin:
                 # The load cell reports at the end of the pass (rolling time of the now longer
                 # slab); the next pass starts after the reversal.
                 rolling_s = round(length_m / speed, 3)
+                if not cfg.ideal:
+                    self.state.rolls.roll(rolling_s)
+                    self.state.rolls_until_s = self.env.now + rolling_s
                 self._in_flight += 1
                 self.env.process(self._ship(slab_id, pass_no, measured, rolling_s))
                 yield self.env.timeout(round(rolling_s + 4.0, 3))
@@ -311,7 +329,13 @@ class MillTwin:
         h_in: float,
         temp: float,
         reduction: float,
+        heat: float,
     ) -> tuple[float, float, float]:
+        """Plan, roll and measure one pass; returns (true exit thickness, speed, force).
+
+        ``h_in`` is the slab's real thickness (the stand's gauge meter measured it) and ``temp``
+        its true temperature; Level-2 sees the pyrometer's reading.
+        """
         cfg = self.config
         st = self.state
         idx = self.passes
@@ -319,7 +343,11 @@ class MillTwin:
         self._scripted_wear(idx)
         speed = round(1.5 + 0.25 * (pass_no - 1), 3)
         sensor = self._rng_sensor
-        temp_meas = round(temp + physics.TEMP_BIAS_K + sensor.gauss(0.0, physics.TEMP_NOISE_K), 2)
+        pyrometer_error = physics.TEMP_BIAS_K + sensor.gauss(0.0, physics.TEMP_NOISE_K)
+        if not cfg.ideal:
+            pyrometer_error += effects.pyrometer_fouling_k(self.env.now)
+            st.rolls.idle(max(self.env.now - st.rolls_until_s, 0.0))
+        temp_meas = round(temp + pyrometer_error, 2)
         common = dict(
             width_mm=width,
             temp_c=temp_meas,
@@ -328,14 +356,16 @@ class MillTwin:
             carbon_pct=grade.carbon_pct,
             multiplier=grade.flow_multiplier,
         )
-        # Level-2 pass scheduling: back off the draft until the predicted force is < 85 % of
-        # the rating (so planned passes stay inside the stand's capability).
-        while True:
-            h_out = round(h_in * (1.0 - reduction), 2)
-            base = physics.baseline_force_kn(h_in_mm=h_in, h_out_mm=h_out, **common)
-            if base < 0.85 * cfg.rating_kn or reduction <= 0.10:
-                break
-            reduction = max(0.10, reduction - 0.03)
+        # Level-2 pass scheduling: back off the draft until the predicted force — the physics
+        # baseline times the line's adaptation factor (the ideal twin: the baseline alone) — is
+        # inside the planning share of the rating.
+        factor = 1.0 if cfg.ideal else self.adaptation.factor(line)
+
+        def predicted_kn(h_out: float) -> float:
+            return factor * physics.baseline_force_kn(h_in_mm=h_in, h_out_mm=h_out, **common)
+
+        h_out, _ = plan_draft(h_in, reduction, predicted_kn, PLANNING_SHARE * cfg.rating_kn)
+        base = physics.baseline_force_kn(h_in_mm=h_in, h_out_mm=h_out, **common)
         ts = self._ts()
         st.outbox.append(
             TwinTelemetry(ts=ts, asset_id=ASSET_ID, name="roll_wear", value=round(st.wear, 6))
@@ -358,23 +388,30 @@ class MillTwin:
                 carbon_pct=grade.carbon_pct,
             )
         )
+        # The rolls' thermal growth closes the gap Level-2 set cold: a deeper bite.
+        h_exit = h_out if cfg.ideal else round(h_out - st.rolls.gap_closure_mm(st.radius_mm), 2)
+        multiplier = grade.flow_multiplier
+        if not cfg.ideal:
+            multiplier *= heat * effects.flow_stress_mismatch(line, temp)
         true_force = physics.plant_force_kn(
             width_mm=width,
             h_in_mm=h_in,
-            h_out_mm=h_out,
+            h_out_mm=h_exit,
             temp_c=temp,
             speed_mps=speed,
             roll_radius_mm=st.radius_mm,
             carbon_pct=grade.carbon_pct,
-            multiplier=grade.flow_multiplier,
+            multiplier=multiplier,
             wear=st.wear,
         )
         measured = round(true_force * (1.0 + sensor.gauss(0.0, physics.LOAD_CELL_SIGMA)), 3)
+        if not cfg.ideal:
+            self.adaptation.observe(line, measured, base)
         if cfg.record_truth:
             self.truth[(slab_id, pass_no)] = PassTruth(
                 idx, self.scenario.phase_at(idx), st.wear, true_force
             )
-        return h_out, speed, measured
+        return h_exit, speed, measured
 
     def _ship(self, slab_id: str, pass_no: int, force: float, pass_time: float) -> Any:
         cfg = self.config

@@ -303,3 +303,16 @@ def test_cli_refuses_bad_seeds(args, needle) -> None:
     assert res.exit_code == 2
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0]
+
+
+def test_cli_tables() -> None:
+    """The text output of one seed and of several (100 passes each, ≈2 s): it names the new
+    figures and the checks (one seed's table once read a counter the report does not have)."""
+    one = _cli("--scenario", "abrupt", "--passes", "100", "--seed", "4")
+    assert one.exit_code == 0, one.output
+    assert "model_recovery_passes=" in one.stdout and "too_late=" in one.stdout
+    assert "checks: no_limit_violations=PASS" in one.stdout
+    many = _cli("--scenario", "abrupt", "--passes", "100", "--seeds", "4,6", "--ideal")
+    assert many.exit_code == 0, many.output
+    assert "ideal" in many.stdout and "median" in many.stdout
+    assert "checks: no_limit_violations_every_seed=PASS" in many.stdout

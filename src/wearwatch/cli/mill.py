@@ -53,6 +53,7 @@ def evaluate_cmd(
     if as_json:
         typer.echo(json.dumps(report))
         return
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -60,11 +61,15 @@ def evaluate_cmd(
     twin = "ideal" if ideal else "realistic"
     table = Table(
         title=f"mill evaluate: {scenario}, seed {seed}, {twin} twin, "
-        f"{report['passes']} joined passes"
+        f"{report['passes']} joined passes",
+        caption="APE % of physics, served, served on unclamped passes (unclmp), each learner's "
+        "model; clmp: passes a safety limit clamped; fallback: share not served by the model",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 0),
     )
-    columns = ["phase", "passes", "physics APE %", "served APE %", "unclamped %", "clamped"]
+    columns = ["phase", "passes", "phys", "served", "unclmp", "clmp"]
     for col in [*columns, *learners, "fallback"]:
-        table.add_column(col, justify="left" if col == "phase" else "right")
+        table.add_column(col, justify="left" if col == "phase" else "right", no_wrap=True)
     rows = [*report["phases"].items(), ("overall", report["overall"])]
     for name, ph in rows:
         table.add_row(
@@ -84,9 +89,10 @@ def evaluate_cmd(
         f"model_recovery_passes={report['model_recovery_passes']}  "
         f"decisions={report['decisions_by_reason']}  orphans={report['orphans']}  "
         f"too_late={report['too_late']}  duplicates={report['duplicates']}  "
-        f"limit_violations={report['limit_violations']}"
+        f"limit_violations={report['limit_violations']}",
+        soft_wrap=True,
     )
-    console.print(_checks_line(report["checks"]))
+    console.print(_checks_line(report["checks"]), soft_wrap=True)
 
 
 def _multi(scenario: str, seeds: list[int], passes: int, ideal: bool, as_json: bool) -> None:
@@ -124,18 +130,21 @@ def _multi(scenario: str, seeds: list[int], passes: int, ideal: bool, as_json: b
 
 
 def _print_seeds(result: dict[str, Any]) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     twin = "ideal" if result["ideal"] else "realistic"
     table = Table(
         title=f"mill evaluate: {result['scenario']}, seeds {result['seeds']}, {twin} twin, "
-        f"{result['passes']} passes each (APE %, model = default learner)"
+        f"{result['passes']} passes each",
+        caption=_LEGEND,
+        box=box.SIMPLE_HEAD,
+        padding=(0, 0),  # the box's column separator is a space: 11 columns fit 80
     )
-    columns = ["seed", "phase", "physics", "served", "unclamped", "clamped", "model"]
-    columns += ["served/physics", "recovery", "model recovery", "violations"]
-    for col in columns:
-        table.add_column(col, justify="left" if col == "phase" else "right")
+    for col in _SEED_COLUMNS:
+        left = col == "phase"
+        table.add_column(col, justify="left" if left else "right", no_wrap=True)
     rows = [(str(r["seed"]), r) for r in result["runs"]] + [("median", result["median"])]
     for label, row in rows:
         if label == "median":
@@ -151,15 +160,24 @@ def _print_seeds(result: dict[str, Any]) -> None:
                 _fmt(ph["served_ape_unclamped"]),
                 _num(ph["clamped"]),
                 _fmt(ph["model_ape"]),
-                _fmt(ph["served_over_physics"]),
+                _fmt(ph["served_over_physics"], digits=3),
                 _num(row["recovery_passes"]) if first else "",
                 _num(row["model_recovery_passes"]) if first else "",
                 _num(row["limit_violations"]) if first else "",
             )
     console = Console()
     console.print(table)
-    console.print(_checks_line(result["checks"]))
+    console.print(_checks_line(result["checks"]), soft_wrap=True)
     console.print(f"wall time {result['wall_time_s']} s")
+
+
+_SEED_COLUMNS = ("seed", "phase", "phys", "served", "unclmp", "clmp", "model", "s/p", "rec")
+_SEED_COLUMNS += ("m.rec", "viol")
+_LEGEND = (
+    "APE % of physics, served, served on unclamped passes (unclmp), the default learner's "
+    "model; clmp: passes a safety limit clamped; s/p: served/physics; rec, m.rec: passes "
+    "after the shock until the served / model EWMA APE stays < 2 %; viol: limit violations"
+)
 
 
 def _checks_line(checks: dict[str, bool]) -> str:
@@ -170,7 +188,7 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
 
 
-def _fmt(value: float | None, pct: bool = False) -> str:
+def _fmt(value: float | None, pct: bool = False, digits: int = 2) -> str:
     if value is None:
         return "-"
-    return f"{100 * value:.1f} %" if pct else f"{value:.3f}"
+    return f"{100 * value:.1f} %" if pct else f"{value:.{digits}f}"

@@ -107,8 +107,7 @@ def evaluate(
         ideal=ideal,
     )
     config = pipeline_config or MillPipelineConfig(learners=learners, seed=seed)
-    run = roll(twin_config, config, watermark_delay_s)
-    return {**score(run), "ideal": ideal}
+    return score(roll(twin_config, config, watermark_delay_s))
 
 
 def roll(
@@ -169,6 +168,7 @@ def score(run: Run) -> dict[str, Any]:
     report = {
         "scenario": run.twin.scenario.name,
         "seed": run.twin.config.seed,
+        "ideal": run.twin.config.ideal,
         "passes": len(outcomes),
         "phases": phases,
         "overall": summarise(outcomes, reason_of, config.learners),

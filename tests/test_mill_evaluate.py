@@ -178,8 +178,11 @@ def test_score_of_a_run_matches_brute_force(abrupt_run) -> None:
     )
     assert report["model_recovery_passes"] == _recovery_reference(model, shock, None, fifth, 2)[0]
     after = report["phases"]["after_shock"]
+    peak = max(t.true_force_kn for t in truth.values())
+    assert report["peak_true_force_kn"] == round(peak, 1)
     assert report["checks"] == {
         "no_limit_violations": report["limit_violations"] == 0,
+        "true_force_within_rating": peak <= run.twin.config.rating_kn,
         "served_le_third_physics_after_shock": after["served_ape"] <= after["physics_ape"] / 3,
     }
 
@@ -199,7 +202,14 @@ def test_evaluate_passes_ideal_to_the_twin(monkeypatch, abrupt_run) -> None:
 
 
 # ------------------------------------------------------------------------- medians and checks
-def _row(seed: int, served: float, physics: float, model_rec: int | None, violations: int):
+def _row(
+    seed: int,
+    served: float,
+    physics: float,
+    model_rec: int | None,
+    violations: int,
+    peak_kn: float = 40_000.0,
+):
     ph = {"physics_ape": physics, "served_ape": served}
     report = {
         "scenario": "abrupt",
@@ -223,6 +233,8 @@ def _row(seed: int, served: float, physics: float, model_rec: int | None, violat
         "recovery_passes": 10 * seed,
         "model_recovery_passes": model_rec,
         "limit_violations": violations,
+        "peak_true_force_kn": peak_kn,
+        "rating_kn": 45_000.0,
     }
     report["checks"] = ev.checks(report)
     return ev.seed_row(report)
@@ -240,10 +252,12 @@ def test_medians_and_checks_over_seeds() -> None:
         "served_over_physics": round(3.5 / 12.0, 4),
     }
     assert (med["recovery_passes"], med["model_recovery_passes"]) == (20, 90)
+    assert med["peak_true_force_kn"] == 40_000.0
     verdicts = ev.seed_checks("abrupt", rows)
     # Seed 2 serves 5/12 > 1/3 of physics; seed 3 recovers late but the median is 90.
     assert verdicts == {
         "no_limit_violations_every_seed": True,
+        "true_force_within_rating_every_seed": True,
         "served_le_third_physics_after_shock_every_seed": False,
         "median_model_recovery_le_100": True,
         "all_passed": False,
@@ -257,6 +271,10 @@ def test_medians_and_checks_over_seeds() -> None:
         "no_limit_violations_every_seed": False,
         "all_passed": False,
     }
+    # One seed's stand overloaded: the worst seed's peak is reported, and the check fails.
+    overloaded = [*good, _row(3, 3.0, 12.0, 50, 0, peak_kn=45_100.0)]
+    assert ev.medians(overloaded)["peak_true_force_kn"] == 45_100.0
+    assert ev.seed_checks("abrupt", overloaded)["true_force_within_rating_every_seed"] is False
     assert statistics.median([40, 90, 400]) == med["model_recovery_passes"]
 
 
@@ -285,6 +303,7 @@ def test_cli_seeds_rows_equal_single_seed_runs() -> None:
     assert result["checks"] == ev.seed_checks("gradual", result["runs"])
     assert set(result["checks"]) == {
         "no_limit_violations_every_seed",
+        "true_force_within_rating_every_seed",
         "served_le_half_physics_every_seed",
         "all_passed",
     }

@@ -177,6 +177,10 @@ def score(run: Run) -> dict[str, Any]:
         **{n: run.counters.get(n, 0) for n in ("joined", "orphans", "too_late", "duplicates")},
         "limit_violations": violations,
         "fallbacks_without_reason": unexplained_fallbacks,
+        # The stand itself: the largest true force any pass took (the twin's Level-2
+        # scheduler is meant to keep it inside the rating).
+        "peak_true_force_kn": round(max((t.true_force_kn for t in truth.values()), default=0.0), 1),
+        "rating_kn": run.twin.config.rating_kn,
         "drifts": _drifts(decisions, run.drifts, config.learners),
         "default_learner": config.default_learner,
     }
@@ -236,7 +240,13 @@ def seed_row(report: Mapping[str, Any]) -> dict[str, Any]:
         },
         **{
             k: report[k]
-            for k in ("recovery_passes", "model_recovery_passes", "limit_violations", "checks")
+            for k in (
+                "recovery_passes",
+                "model_recovery_passes",
+                "limit_violations",
+                "peak_true_force_kn",
+                "checks",
+            )
         },
     }
 
@@ -258,6 +268,7 @@ def medians(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out["phases"][name] = {k: _median([r["phases"][name][k] for r in rows]) for k in first}
     for k in ("recovery_passes", "model_recovery_passes", "limit_violations"):
         out[k] = _median([r[k] for r in rows])
+    out["peak_true_force_kn"] = max(r["peak_true_force_kn"] for r in rows)  # the worst seed
     return out
 
 
@@ -268,11 +279,16 @@ def checks(report: Mapping[str, Any]) -> dict[str, bool]:
     seed's figure is in its report, not a verdict.
 
     >>> v = checks({"scenario": "abrupt", "limit_violations": 0,
+    ...             "peak_true_force_kn": 43_600.0, "rating_kn": 45_000.0,
     ...             "phases": {"after_shock": {"physics_ape": 15.0, "served_ape": 5.5}}})
     >>> v
-    {'no_limit_violations': True, 'served_le_third_physics_after_shock': False}
+    {'no_limit_violations': True, 'true_force_within_rating': True, \
+'served_le_third_physics_after_shock': False}
     """
-    out = {"no_limit_violations": report["limit_violations"] == 0}
+    out = {
+        "no_limit_violations": report["limit_violations"] == 0,
+        "true_force_within_rating": report["peak_true_force_kn"] <= report["rating_kn"],
+    }
     scenario = report["scenario"]
     if scenario == "gradual":
         # Every phase of the gradual scenario is a roll campaign: overall = all campaigns.

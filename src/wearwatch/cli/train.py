@@ -32,6 +32,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from wearwatch.cli.errors import fail
+from wearwatch.cli.seeds import seed_option
 from wearwatch.store.registry import finite_json
 
 app = typer.Typer(help="Train models and register them.", no_args_is_help=True)
@@ -51,20 +52,6 @@ def _subsets(value: str) -> list[str]:
     if wanted not in SUBSETS:
         fail(f"unknown subset {value!r}: choose one of {', '.join(SUBSETS)} or all")
     return [wanted]
-
-
-def _seed_list(value: str) -> list[int]:
-    """``"1-5"`` → [1, 2, 3, 4, 5]; ``"1,3,7"`` → [1, 3, 7]."""
-    seeds: list[int] = []
-    try:
-        for part in value.split(","):
-            lo, sep, hi = part.strip().partition("-")
-            seeds += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
-    except ValueError:
-        fail(f"--seeds {value!r}: expected a range like 1-5 or a list like 1,3,7")
-    if not seeds or len(set(seeds)) != len(seeds):
-        fail(f"--seeds {value!r}: expected distinct seeds, at least one")
-    return seeds
 
 
 def _pm(spread: dict[str, float], digits: int) -> str:
@@ -217,7 +204,7 @@ def cmapss(
     directory = Path(data) if data is not None else default_data_dir(settings.cmapss_dir)
     if missing_files(directory, subsets):
         fail(missing_hint(directory, subsets))
-    seed_list = _seed_list(seeds) if seeds is not None else None
+    seed_list = seed_option(seeds) if seeds is not None else None
     config = TrainConfig(
         seed=settings.seed if seed is None else seed, features=features, window=window
     )

@@ -42,7 +42,8 @@ def test_rls_equals_forgetting_weighted_ridge_least_squares(
     data: list[tuple[list[float], float]], lam: float, ridge: float
 ) -> None:
     """With the drift reset out of reach, the weights after n samples are exactly the ridge
-    solution of the λ^(n-1-k)-weighted least-squares problem on [1, features]."""
+    solution of the λ^(n-1-k)-weighted least-squares problem on [1, features] (the intercept
+    not penalised)."""
     m = RLSRegressor(forgetting=lam, ridge=ridge, drift_threshold=1e12)
     for values, y in data:
         m.learn_one(dict(zip(RLS_FEATURES, values, strict=True)), y)
@@ -50,9 +51,10 @@ def test_rls_equals_forgetting_weighted_ridge_least_squares(
     phi = np.array([[1.0, *values] for values, _ in data])
     y = np.array([y for _, y in data])
     sw = np.sqrt(lam ** np.arange(n - 1, -1, -1))
-    # Ridge as extra rows: sqrt(ridge)·I with target 0.
-    design = np.vstack([phi * sw[:, None], np.sqrt(ridge) * np.eye(phi.shape[1])])
-    target = np.concatenate([y * sw, np.zeros(phi.shape[1])])
+    # Ridge as extra rows: sqrt(ridge)·I on the features (not the intercept), target 0.
+    penalty = np.sqrt(ridge) * np.eye(phi.shape[1])[1:]
+    design = np.vstack([phi * sw[:, None], penalty])
+    target = np.concatenate([y * sw, np.zeros(len(penalty))])
     w, *_ = np.linalg.lstsq(design, target, rcond=None)
     assert m.drifts == 0 and m.n == n
     np.testing.assert_allclose(m.w, w, rtol=1e-6, atol=1e-8)

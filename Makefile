@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench lint format clean
+.PHONY: setup demo test bench moa lint format clean
 
 $(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,9 +33,37 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests src
 
+# `bench learners` runs MOA's AMRulesRegressor (the reference) from .venv-moa when `make moa`
+# could build it, and otherwise says why in its table; the other benchmarks run either way.
 bench: $(STAMP)
 	$(BIN)/wearwatch bench runtime
+	@$(MAKE) --no-print-directory moa || echo "MOA reference skipped: building $(MOA_VENV) failed (see above)"
 	$(BIN)/wearwatch bench learners
+
+# MOA through capymoa, in its own virtualenv: capymoa pins pandas~=2.2 (ours is newer) and needs
+# a Java runtime. As root with apt, Debian's default-jre-headless is installed when java is
+# missing; without a JRE this prints one line and succeeds, so `make bench` still runs the rest.
+MOA_VENV := .venv-moa
+MOA_STAMP := $(MOA_VENV)/.installed
+CAPYMOA := capymoa==0.15.1
+
+moa:
+	@if ! command -v java >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing a Java runtime (default-jre-headless) for MOA…"; \
+		apt-get install -y -q default-jre-headless >/dev/null 2>&1 \
+		|| { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q default-jre-headless >/dev/null 2>&1; } \
+		|| true; \
+	fi
+	@if command -v java >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory $(MOA_STAMP); \
+	else \
+		echo "MOA reference skipped: no Java runtime (install default-jre-headless or any JRE >= 11, then make moa)"; \
+	fi
+
+$(MOA_STAMP):
+	test -x $(MOA_VENV)/bin/python || $(PY) -m venv $(MOA_VENV)
+	$(MOA_VENV)/bin/python -m pip install -q '$(CAPYMOA)'
+	touch $(MOA_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -47,4 +75,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(MOA_VENV) build *.egg-info .pytest_cache

@@ -45,8 +45,12 @@ def test_rls_tracks_a_slope_change_and_counts_drift() -> None:
 
 
 def test_benchmark_report_shape() -> None:
-    r = run_learner_benchmark(seed=3, passes=400, learners=("rls", "mean"), include_capymoa=False)
-    assert r["default"] == "rls" and r["capymoa"] == {"available": False, "reason": "not requested"}
+    r = run_learner_benchmark(seed=3, passes=400, learners=("rls", "mean"))
+    assert r["default"] == "rls" and r["winner"] == "rls"
+    assert r["moa"] == {
+        "available": False,
+        "reason": "no interpreter with capymoa given (--moa-python)",
+    }
     rls = r["learners"]["rls"]
     assert rls["updates_per_s"] > 0 and set(rls["phases"]) == set(r["stream"]["phases"])
     assert rls["after_drift"]["ape"] < r["learners"]["mean"]["after_drift"]["ape"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -265,48 +266,79 @@ def _prepared(root: Path) -> tuple[list[str], list[str]]:
     return ids, bodies
 
 
+#: Where `make moa` puts MOA's interpreter (capymoa + a JRE), relative to the working directory.
+MOA_VENV_PYTHON = Path(".venv-moa/bin/python")
+
+
 @app.command("learners")
 def learners(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
-    seed: int = typer.Option(7, help="seed of the drifting mill stream"),
-    passes: int = typer.Option(6000, min=200, help="passes in the stream"),
-    capymoa: bool = typer.Option(True, help="include MOA's AMRulesRegressor when available"),
+    seed: int = typer.Option(7, min=0, max=2**32 - 1, help="seed of the drifting mill stream"),
+    passes: int = typer.Option(6000, min=200, max=1_000_000, help="passes in the stream"),
+    ideal: bool = typer.Option(
+        False, "--ideal", help="the twin without the plant effects the physics does not model"
+    ),
+    moa_python: Path | None = typer.Option(
+        None,
+        "--moa-python",
+        help="interpreter with capymoa and a JRE for MOA's AMRulesRegressor (default: "
+        f"{MOA_VENV_PYTHON} if it exists; `make moa` creates it)",
+    ),
+    moa: bool = typer.Option(True, help="include MOA's AMRulesRegressor when available"),
 ) -> None:
-    """Every mill learner on the same drifting stream: MAE/APE per phase, updates/s.
-
-    MOA's AMRulesRegressor runs through capymoa when a Java runtime and capymoa are
-    installed (`pip install -e '.[bench]'`); otherwise the output says why it did not run.
-    """
+    """Every mill learner on the same drifting stream (realistic twin): MAE/APE per phase and
+    after drift, updates/s, drift detections, rules; MOA's AMRulesRegressor (defaults, and the
+    fair configuration River's `amrules` uses) run in its own interpreter; the winner."""
     from wearwatch.benchmarks.learners import run_learner_benchmark
+    from wearwatch.cli.errors import fail
 
+    if moa_python is not None and not (moa_python.is_file() and os.access(moa_python, os.X_OK)):
+        fail(f"--moa-python {moa_python}: not an executable file (`make moa` creates "
+             f"{MOA_VENV_PYTHON})")  # fmt: skip
+    if moa_python is None and moa and MOA_VENV_PYTHON.is_file():
+        moa_python = MOA_VENV_PYTHON
     with Console(stderr=True).status("streaming the drifting mill data through every learner…"):
-        report = run_learner_benchmark(seed=seed, passes=passes, include_capymoa=capymoa)
+        report = run_learner_benchmark(
+            seed=seed, passes=passes, moa_python=moa_python if moa else None, ideal=ideal
+        )
+    if not moa:
+        report["moa"] = {"available": False, "reason": "--no-moa"}
     if as_json:
         typer.echo(json.dumps(report))
         return
+    stream = report["stream"]
     table = Table(
-        title=f"learners on the drifting mill stream ({report['stream']['samples']:,} passes)"
+        title=f"learners on the drifting mill stream ({stream['twin']} twin, seed "
+        f"{stream['seed']}, {stream['samples']:,} passes)"
     )
-    for col in ("learner", "updates/s", "APE after drift %", "MAE after drift kN", "APE overall %"):
+    for col in ("learner", "updates/s", "APE after drift %", "MAE after drift kN",
+                "APE overall %", "drifts", "rules"):  # fmt: skip
         table.add_column(col, justify="right" if col != "learner" else "left")
-    rows = dict(report["learners"])
-    if report["capymoa"].get("available"):
-        rows["MOA AMRulesRegressor (capymoa)"] = report["capymoa"]
-    for name, row in rows.items():
+    for name, row in report["learners"].items():
         after = row.get("after_drift") or {}
         overall = row.get("overall") or {}
-        label = f"{name} (default)" if name == report["default"] else name
+        label = name
+        if name == report["default"]:
+            label += " (default)"
+        if name == report["winner"]:
+            label += " *"
         table.add_row(
             label,
             f"{row['updates_per_s']:,.0f}",
             _num(after.get("ape")),
             _num(after.get("mae_kn")),
             _num(overall.get("ape")),
+            str(row.get("drifts", "")),
+            str(row.get("rules", "")),
         )
     console = Console()
     console.print(table)
-    if not report["capymoa"].get("available"):
-        console.print(f"MOA AMRulesRegressor not run: {report['capymoa'].get('reason')}")
+    console.print(f"* winner (lowest APE after drift): {report['winner']}")
+    if not report["moa"].get("available"):
+        console.print(
+            f"MOA AMRulesRegressor not run: {report['moa'].get('reason')} — `make moa` "
+            "builds .venv-moa (capymoa + a JRE)"
+        )
 
 
 def _num(value: object) -> str:

@@ -316,6 +316,8 @@ def test_cli_seeds_rows_equal_single_seed_runs() -> None:
         (("--seeds", "x"), "--seeds 'x'"),
         (("--seeds", "1,1"), "--seeds '1,1': a seed is repeated"),
         (("--seeds", "1-2", "--seed", "3"), "give --seed or --seeds, not both"),
+        (("--seeds", "1-99999999999"), "--seeds '1-99999999999': more than 1000 seeds"),
+        (("--passes", "99999999999"), "--passes 99999999999: expected 50 to 1,000,000"),
     ],
 )
 def test_cli_refuses_bad_seeds(args, needle) -> None:

@@ -20,6 +20,7 @@ app = typer.Typer(help="mill", no_args_is_help=True)
 
 SCENARIOS = ("none", "gradual", "abrupt", "cycle")
 DEFAULT_SEED = 7
+MAX_PASSES = 1_000_000
 
 
 @app.command("evaluate")
@@ -38,8 +39,8 @@ def evaluate_cmd(
     """Run a wear scenario through the pipeline in virtual time and score it."""
     if scenario not in SCENARIOS:
         fail(f"--scenario {scenario!r}: expected one of {', '.join(SCENARIOS)}")
-    if passes < 50:
-        fail(f"--passes {passes}: expected at least 50")
+    if not 50 <= passes <= MAX_PASSES:
+        fail(f"--passes {passes}: expected 50 to {MAX_PASSES:,} (one run holds every pass)")
     if seeds is not None and seed is not None:
         fail("give --seed or --seeds, not both")
     seed_list = seed_option(seeds) if seeds is not None else None

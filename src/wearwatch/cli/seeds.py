@@ -13,11 +13,17 @@ a typo never silently runs fewer seeds.
 Traceback (most recent call last):
 ...
 ValueError: --seeds '5-1': the range 5-1 is descending (write 1-5)
+>>> parse_seeds("1-99999999999")
+Traceback (most recent call last):
+...
+ValueError: --seeds '1-99999999999': more than 1000 seeds
 """
 
 from __future__ import annotations
 
 _HINT = "expected a range like 1-5 or a list like 1,3,7"
+#: More runs than anyone means to start (each is seconds to minutes): a typo like 1-50000.
+MAX_SEEDS = 1000
 
 
 def parse_seeds(value: str, option: str = "--seeds") -> list[int]:
@@ -33,6 +39,8 @@ def parse_seeds(value: str, option: str = "--seeds") -> list[int]:
             raise ValueError(
                 f"{option} {value!r}: the range {first}-{last} is descending (write {last}-{first})"
             )
+        if last - first + 1 + len(seeds) > MAX_SEEDS:
+            raise ValueError(f"{option} {value!r}: more than {MAX_SEEDS} seeds")
         seeds += range(first, last + 1)
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"{option} {value!r}: a seed is repeated; expected distinct seeds")

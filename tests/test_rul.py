@@ -451,6 +451,8 @@ def test_train_cmapss_cli_window_seeds_and_cv(tmp_path, monkeypatch) -> None:
             _run(*common, "--seeds", "1-x"),
             _run(*common, "--features", "windows"),
             _run(*common, "--seeds", "1-2", "--cv", "5"),
+            _run(*common, "--features", "window", "--window", "100000"),
+            _run(*common, "--cv", "101"),
         ]
     finally:
         get_settings.cache_clear()
@@ -472,7 +474,14 @@ def test_train_cmapss_cli_window_seeds_and_cv(tmp_path, monkeypatch) -> None:
     folds = json.loads(cv.output)["FD001"]
     assert folds["folds"] == 2 and sum(f["n_test_engines"] for f in folds["per_fold"]) == 100
     assert len(registry.list("rul-FD001")) == 1  # cross-validation registers nothing
-    for res, needle in zip(bad, ("--seeds '1-x'", "--features 'windows'", "--cv"), strict=True):
+    needles = (
+        "--seeds '1-x'",
+        "--features 'windows'",
+        "--cv",
+        "--window 100000: expected 2 to 600 cycles",
+        "folds=101: more folds than the 100 training engines",
+    )
+    for res, needle in zip(bad, needles, strict=True):
         assert res.exit_code != 0
-        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        lines = [ln for ln in res.output.splitlines() if ln.strip() and "━" not in ln]
         assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0]

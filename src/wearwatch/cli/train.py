@@ -35,6 +35,9 @@ from wearwatch.cli.errors import fail
 from wearwatch.cli.seeds import seed_option
 from wearwatch.store.registry import finite_json
 
+#: The longest window ``--features window`` accepts (the longest C-MAPSS engine: 543 cycles).
+MAX_WINDOW = 600
+
 app = typer.Typer(help="Train models and register them.", no_args_is_help=True)
 
 
@@ -192,8 +195,8 @@ def cmapss(
     subsets = _subsets(subset)
     if features not in FEATURE_KINDS:
         fail(f"--features {features!r}: choose one of {', '.join(FEATURE_KINDS)}")
-    if window < 2:
-        fail(f"--window {window}: need at least 2 cycles")
+    if not 2 <= window <= MAX_WINDOW:
+        fail(f"--window {window}: expected 2 to {MAX_WINDOW} cycles (the longest C-MAPSS engine runs 543)")
     if cv is not None and cv < 2:
         fail(f"--cv {cv}: need at least 2 folds")
     if seeds is not None and seed is not None:

@@ -223,6 +223,9 @@ def cross_validate(
 
     if folds < 2:
         raise ValueError(f"folds={folds}: cross-validation needs at least 2")
+    engines = train["unit"].nunique()
+    if folds > engines:
+        raise ValueError(f"folds={folds}: more folds than the {engines} training engines")
     rng = np.random.default_rng(config.seed)
     per_fold: list[dict[str, Any]] = []
     pooled: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []

@@ -196,7 +196,10 @@ def cmapss(
     if features not in FEATURE_KINDS:
         fail(f"--features {features!r}: choose one of {', '.join(FEATURE_KINDS)}")
     if not 2 <= window <= MAX_WINDOW:
-        fail(f"--window {window}: expected 2 to {MAX_WINDOW} cycles (the longest C-MAPSS engine runs 543)")
+        fail(
+            f"--window {window}: expected 2 to {MAX_WINDOW} cycles "
+            "(the longest C-MAPSS engine runs 543)"
+        )
     if cv is not None and cv < 2:
         fail(f"--cv {cv}: need at least 2 folds")
     if seeds is not None and seed is not None:

@@ -266,8 +266,10 @@ def _prepared(root: Path) -> tuple[list[str], list[str]]:
     return ids, bodies
 
 
-#: Where `make moa` puts MOA's interpreter (capymoa + a JRE), relative to the working directory.
-MOA_VENV_PYTHON = Path(".venv-moa/bin/python")
+#: Where `make moa` puts MOA's interpreter (capymoa + a JRE): the checkout's root, found from
+#: this package (an editable install), never the working directory — a `.venv-moa` that happens
+#: to sit wherever the command is run is not executed.
+MOA_VENV_PYTHON = Path(__file__).resolve().parents[3] / ".venv-moa" / "bin" / "python"
 
 
 @app.command("learners")

@@ -117,3 +117,8 @@ def test_journal_refuses_another_run_and_survives_a_torn_line(tmp_path: Path) ->
     assert [(e.at, e.command) for e in again.commands] == [(3, FAULT)]
     with pytest.raises(ValueError, match=r"machines=4, not machines=5"):
         TwinJournal(tmp_path, {"twin": "fleet", "seed": 1, "machines": 5})
+    # A journal from before a setting existed (the mill's ``ideal``) names what it lacks.
+    with pytest.raises(
+        ValueError, match=r"holds a run of an older wearwatch \(no ideal\), not ideal=False"
+    ):
+        TwinJournal(tmp_path, {"twin": "fleet", "seed": 1, "machines": 4, "ideal": False})

@@ -77,10 +77,14 @@ class TwinJournal:
             stored = json.loads(ident.read_text())
             for key in sorted(set(stored) | set(wanted)):
                 if stored.get(key) != wanted.get(key):
+                    held = (
+                        f"a run with {key}={stored[key]!r}"
+                        if key in stored
+                        else f"a run of an older wearwatch (no {key})"
+                    )
                     raise ValueError(
-                        f"state dir {directory}: holds a run with {key}={stored.get(key)!r}, not "
-                        f"{key}={wanted.get(key)!r}; use another state directory or remove it "
-                        "to start over"
+                        f"state dir {directory}: holds {held}, not {key}={wanted.get(key)!r}; "
+                        "use another state directory or remove it to start over"
                     )
         else:
             _atomic_write(ident, json.dumps(wanted, sort_keys=True).encode())

@@ -36,9 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from wearwatch.bus.base import Log, read_all
+from wearwatch.bus.base import read_events
 from wearwatch.bus.sqlite import SqliteLog
 from wearwatch.events import DriftDetected, PassActual, PassOutcome, PassRequest, Setpoint
 from wearwatch.learn.online import PIPELINE_LEARNERS
@@ -131,12 +129,12 @@ def roll(
         )
         ratings = {
             (e.slab_id, e.pass_no): e.rating_force_kn
-            for e in _read(log, MILL_PASSES.name, PassRequest | PassActual)
+            for e in read_events(log, MILL_PASSES.name, PassRequest | PassActual)
             if isinstance(e, PassRequest)
         }
-        decisions: list[Setpoint] = _read(log, MILL_DECISIONS.name, Setpoint)
-        outcomes: list[PassOutcome] = _read(log, MILL_OUTCOMES.name, PassOutcome)
-        drifts: list[DriftDetected] = _read(log, MILL_DRIFT.name, DriftDetected)
+        decisions: list[Setpoint] = read_events(log, MILL_DECISIONS.name, Setpoint)
+        outcomes: list[PassOutcome] = read_events(log, MILL_OUTCOMES.name, PassOutcome)
+        drifts: list[DriftDetected] = read_events(log, MILL_DRIFT.name, DriftDetected)
         log.close()
     # Join order across product lines: by the measurement's event time.
     outcomes.sort(key=lambda o: (o.ts, o.slab_id, o.pass_no))
@@ -327,15 +325,6 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def _median(values: list[Any]) -> float | None:
     present = [v for v in values if v is not None]
     return round(statistics.median(present), 4) if present else None
-
-
-def _read(log: Log, topic: str, kind: Any) -> list[Any]:
-    """Every event on ``topic``: a record holds one event or a JSON array of them."""
-    out: list[Any] = []
-    for record in read_all(log, topic):
-        decoded = msgspec.json.decode(record.value, type=kind | list[kind])
-        out.extend(decoded if isinstance(decoded, list) else [decoded])
-    return out
 
 
 def _drifts(
